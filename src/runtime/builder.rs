@@ -1,0 +1,184 @@
+//! `Builder`: the runtime's settings and their validation.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::loom::DataArc;
+use crate::runtime::{Hook, Runtime};
+
+/// Configures and builds a [`Runtime`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = pitcrew::Runtime::builder()
+///     .workers(2)
+///     .thread_name("app-worker")
+///     .max_blocking_threads(64)
+///     .blocking_keep_alive(Duration::from_secs(5))
+///     .slow_poll_threshold(Duration::from_millis(50))
+///     .build()
+///     .unwrap();
+/// assert_eq!(rt.block_on(async { 40 + 2 }), 42);
+/// ```
+pub struct Builder {
+    pub(crate) workers: Option<usize>,
+    pub(crate) thread_name: String,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) max_blocking_threads: usize,
+    pub(crate) blocking_keep_alive: Duration,
+    pub(crate) on_thread_start: Option<Hook>,
+    pub(crate) on_thread_stop: Option<Hook>,
+    pub(crate) slow_poll_threshold: Option<Duration>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            workers: None,
+            thread_name: "pitcrew-worker".to_string(),
+            stack_size: None,
+            max_blocking_threads: 512,
+            blocking_keep_alive: Duration::from_secs(10),
+            on_thread_start: None,
+            on_thread_stop: None,
+            slow_poll_threshold: None,
+        }
+    }
+}
+
+impl Builder {
+    /// A builder with the defaults: one worker per CPU, 512 blocking threads at most.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// The number of worker threads (default: the number of CPUs). Zero is an error at
+    /// [`build`](Builder::build).
+    pub fn workers(mut self, n: usize) -> Builder {
+        self.workers = Some(n);
+        self
+    }
+
+    /// The name prefix of runtime threads: workers are named `"{name}-{index}"`, blocking
+    /// threads `"{name}-blocking-{n}"`.
+    pub fn thread_name(mut self, name: impl Into<String>) -> Builder {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// The stack size of every runtime thread, in bytes.
+    pub fn thread_stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// The most threads the blocking pool starts (default 512). Zero is an error.
+    pub fn max_blocking_threads(mut self, n: usize) -> Builder {
+        self.max_blocking_threads = n;
+        self
+    }
+
+    /// How long an idle blocking thread waits for work before it exits (default 10 s).
+    pub fn blocking_keep_alive(mut self, keep_alive: Duration) -> Builder {
+        self.blocking_keep_alive = keep_alive;
+        self
+    }
+
+    /// Runs `f` on every runtime thread (workers and blocking threads) when it starts.
+    pub fn on_thread_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Builder {
+        self.on_thread_start = Some(DataArc::new(f));
+        self
+    }
+
+    /// Runs `f` on every runtime thread just before it exits.
+    pub fn on_thread_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> Builder {
+        self.on_thread_stop = Some(DataArc::new(f));
+        self
+    }
+
+    /// A task poll that runs longer than `threshold` emits a tracing warning naming the task and
+    /// how long it blocked its worker. Off by default (it costs two clock reads per poll).
+    pub fn slow_poll_threshold(mut self, threshold: Duration) -> Builder {
+        self.slow_poll_threshold = Some(threshold);
+        self
+    }
+
+    /// Starts the runtime's threads.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the setting when `workers(0)` or `max_blocking_threads(0)` was
+    /// given, or carrying the OS error when a thread could not be started.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        if self.workers == Some(0) {
+            return Err(BuildError::invalid("workers", "must be at least 1"));
+        }
+        if self.max_blocking_threads == 0 {
+            return Err(BuildError::invalid(
+                "max_blocking_threads",
+                "must be at least 1",
+            ));
+        }
+        if self.workers.is_some_and(|w| w > 1 << 15) {
+            return Err(BuildError::invalid("workers", "must be at most 32768"));
+        }
+        Runtime::from_builder(self)
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("workers", &self.workers)
+            .field("thread_name", &self.thread_name)
+            .field("thread_stack_size", &self.stack_size)
+            .field("max_blocking_threads", &self.max_blocking_threads)
+            .field("blocking_keep_alive", &self.blocking_keep_alive)
+            .field("slow_poll_threshold", &self.slow_poll_threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The runtime could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A setting has a value the runtime cannot work with.
+    InvalidSetting {
+        /// The builder method, e.g. `"workers"`.
+        setting: &'static str,
+        /// What is wrong with the value.
+        reason: &'static str,
+    },
+    /// The OS refused to start a runtime thread.
+    Spawn(std::io::Error),
+}
+
+impl BuildError {
+    fn invalid(setting: &'static str, reason: &'static str) -> BuildError {
+        BuildError::InvalidSetting { setting, reason }
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::InvalidSetting { setting, reason } => {
+                write!(f, "invalid pitcrew runtime setting `{setting}`: {reason}")
+            }
+            BuildError::Spawn(err) => write!(f, "could not start a pitcrew runtime thread: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::Spawn(err) => Some(err),
+            BuildError::InvalidSetting { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Thread-local context: which runtime this thread belongs to, what kind of thread it is, and
+//! which task it is polling.
+
+use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
+
+use crate::loom::Arc;
+use crate::runtime::Handle;
+use crate::scheduler::{with_current_worker, Shared};
+use crate::task::raw::Header;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ThreadKind {
+    /// Not a runtime thread (or a thread outside `block_on`).
+    Other,
+    /// A worker thread.
+    Worker,
+    /// A blocking-pool thread.
+    Blocking,
+    /// A thread inside `block_on`.
+    BlockOn,
+}
+
+struct Context {
+    handle: RefCell<Option<Handle>>,
+    kind: Cell<ThreadKind>,
+    task: Cell<Option<NonNull<Header>>>,
+}
+
+crate::loom::thread_local! {
+    static CONTEXT: Context = const {
+        Context {
+            handle: RefCell::new(None),
+            kind: Cell::new(ThreadKind::Other),
+            task: Cell::new(None),
+        }
+    };
+}
+
+/// Restores the previous runtime context when dropped.
+pub(crate) struct EnterGuard {
+    previous: Option<(Option<Handle>, ThreadKind)>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        if let Some((handle, kind)) = self.previous.take() {
+            // During thread teardown the thread-local may be gone; nothing to restore then.
+            let _ = CONTEXT.try_with(|c| {
+                *c.handle.borrow_mut() = handle;
+                c.kind.set(kind);
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for EnterGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnterGuard").finish_non_exhaustive()
+    }
+}
+
+fn enter(handle: Handle, kind: ThreadKind) -> EnterGuard {
+    CONTEXT.with(|c| {
+        let previous_handle = c.handle.replace(Some(handle));
+        let previous_kind = c.kind.replace(kind);
+        EnterGuard {
+            previous: Some((previous_handle, previous_kind)),
+        }
+    })
+}
+
+pub(crate) fn enter_worker(handle: Handle) -> EnterGuard {
+    enter(handle, ThreadKind::Worker)
+}
+
+pub(crate) fn enter_blocking_thread(handle: Handle) -> EnterGuard {
+    enter(handle, ThreadKind::Blocking)
+}
+
+/// Enters `handle`'s runtime for a `block_on`.
+///
+/// # Panics
+///
+/// On a worker thread or inside another `block_on`: blocking there would stall the runtime.
+#[track_caller]
+pub(crate) fn enter_block_on(handle: Handle) -> EnterGuard {
+    let kind = CONTEXT.with(|c| c.kind.get());
+    if matches!(kind, ThreadKind::Worker | ThreadKind::BlockOn) {
+        panic!("cannot block_on inside a pitcrew runtime thread; .await instead");
+    }
+    enter(handle, ThreadKind::BlockOn)
+}
+
+/// The runtime this thread belongs to, if any.
+pub(crate) fn current_handle() -> Option<Handle> {
+    with_current_worker(|w| {
+        w.map(|w| Handle {
+            shared: w.shared.clone(),
+        })
+    })
+    .or_else(|| {
+        CONTEXT
+            .try_with(|c| c.handle.borrow().clone())
+            .ok()
+            .flatten()
+    })
+}
+
+/// Runs `f` with the current runtime's scheduler, without cloning it on a worker thread.
+#[inline]
+pub(crate) fn with_scheduler<R>(f: impl FnOnce(Option<&Arc<Shared>>) -> R) -> R {
+    with_current_worker(|w| match w {
+        Some(w) => f(Some(&w.shared)),
+        None => {
+            let handle = CONTEXT
+                .try_with(|c| c.handle.borrow().clone())
+                .ok()
+                .flatten();
+            f(handle.as_ref().map(|h| &h.shared))
+        }
+    })
+}
+
+/// The panic for runtime functions called outside any runtime.
+#[track_caller]
+pub(crate) fn no_runtime_panic(what: &str) -> ! {
+    panic!(
+        "{what} called outside a pitcrew runtime: this thread has no current pitcrew runtime \
+         (use pitcrew::Handle::try_current() to check, or run inside Runtime::block_on or a task)"
+    )
+}
+
+/// Marks the task being polled on this thread until the guard drops.
+pub(crate) struct TaskGuard {
+    previous: Option<NonNull<Header>>,
+}
+
+pub(crate) fn enter_task(header: &Header) -> TaskGuard {
+    let previous = CONTEXT
+        .try_with(|c| c.task.replace(Some(NonNull::from(header))))
+        .ok()
+        .flatten();
+    TaskGuard { previous }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        let previous = self.previous;
+        let _ = CONTEXT.try_with(|c| c.task.set(previous));
+    }
+}
+
+/// Runs `f` with the header of the task being polled on this thread.
+pub(crate) fn with_current_task<R>(f: impl FnOnce(Option<&Header>) -> R) -> R {
+    let ptr = CONTEXT.try_with(|c| c.task.get()).ok().flatten();
+    // SAFETY: the pointer is set by `enter_task` while the task is being polled (or dropped)
+    // on this thread, which holds a reference to it; the guard clears it afterwards.
+    f(ptr.map(|p| unsafe { p.as_ref() }))
+}

@@ -1,0 +1,201 @@
+//! `Runtime`: owns the worker threads; building, spawning, blocking on and shutting down.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::time::Duration;
+
+use crate::blocking::{BlockingPool, PoolConfig};
+use crate::loom::thread;
+use crate::runtime::{BuildError, Builder, Handle, Metrics};
+use crate::scheduler::{self, run_worker, Shared};
+use crate::task::JoinHandle;
+
+/// A multi-threaded, work-stealing runtime.
+///
+/// Dropping it shuts it down with no grace period: every task still alive has its future
+/// dropped (exactly once, on a runtime thread), blocking jobs that have not started are
+/// cancelled, running ones are waited for, and every runtime thread is joined.
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+/// let handles: Vec<_> = (0..10u64).map(|i| rt.spawn(async move { i * i })).collect();
+/// let sum: u64 = rt.block_on(async {
+///     let mut sum = 0;
+///     for h in handles {
+///         sum += h.await.unwrap();
+///     }
+///     sum
+/// });
+/// assert_eq!(sum, 285);
+/// ```
+pub struct Runtime {
+    handle: Handle,
+    workers: Vec<thread::JoinHandle<()>>,
+    shut_down: bool,
+}
+
+/// What [`Runtime::shutdown`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Tasks that ended on their own within the grace period.
+    pub completed_in_grace: usize,
+    /// Tasks still alive when the grace period ended, whose futures were dropped.
+    pub dropped: usize,
+}
+
+impl Runtime {
+    /// A builder for a runtime with custom settings.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// A runtime with the default settings (one worker per CPU).
+    ///
+    /// # Errors
+    ///
+    /// When the OS refuses to start a thread.
+    pub fn new() -> Result<Runtime, BuildError> {
+        Builder::new().build()
+    }
+
+    pub(crate) fn from_builder(b: Builder) -> Result<Runtime, BuildError> {
+        let workers = b.workers.unwrap_or_else(num_cpus::get).max(1);
+        let blocking = BlockingPool::new(PoolConfig {
+            max_threads: b.max_blocking_threads,
+            keep_alive: b.blocking_keep_alive,
+            thread_name: b.thread_name.clone(),
+            stack_size: b.stack_size,
+            on_start: b.on_thread_start.clone(),
+            on_stop: b.on_thread_stop.clone(),
+        });
+        let config = scheduler::Config {
+            workers,
+            thread_name: b.thread_name,
+            stack_size: b.stack_size,
+            on_start: b.on_thread_start,
+            on_stop: b.on_thread_stop,
+            slow_poll_threshold: b.slow_poll_threshold,
+        };
+        let (shared, locals) = Shared::new(config, blocking);
+        let mut rt = Runtime {
+            handle: Handle {
+                shared: shared.clone(),
+            },
+            workers: Vec::with_capacity(workers),
+            shut_down: false,
+        };
+        for (index, (local, parker)) in locals.into_iter().enumerate() {
+            let mut builder =
+                thread::Builder::new().name(format!("{}-{index}", shared.config.thread_name));
+            if let Some(size) = shared.config.stack_size {
+                builder = builder.stack_size(size);
+            }
+            let worker_shared = shared.clone();
+            match builder.spawn(move || run_worker(worker_shared, index, local, parker)) {
+                Ok(handle) => rt.workers.push(handle),
+                Err(err) => {
+                    // Threads that did start are stopped and joined by the drop.
+                    drop(rt);
+                    return Err(BuildError::Spawn(err));
+                }
+            }
+        }
+        Ok(rt)
+    }
+
+    /// The runtime's handle, to clone and send to other threads.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Spawns a task on the runtime.
+    ///
+    /// The task starts running on a worker at once; awaiting the returned [`JoinHandle`] gives
+    /// its output. Dropping the handle detaches the task.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Shared::spawn(&self.handle.shared, future, None, Location::caller())
+    }
+
+    /// Runs `f` on the blocking pool.
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.handle.spawn_blocking(f)
+    }
+
+    /// Runs `future` to completion on the calling thread; see [`Handle::block_on`].
+    ///
+    /// # Panics
+    ///
+    /// When called on a runtime worker thread or inside another `block_on`.
+    #[track_caller]
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.handle.block_on(future)
+    }
+
+    /// A snapshot of the runtime's counters.
+    pub fn metrics(&self) -> Metrics {
+        self.handle.metrics()
+    }
+
+    /// Shuts the runtime down: no task can be spawned from now on; tasks get `grace` to end on
+    /// their own; the futures of those still alive are then dropped, and every runtime thread is
+    /// joined.
+    pub fn shutdown(mut self, grace: Duration) -> ShutdownReport {
+        self.shutdown_inner(grace)
+    }
+
+    fn shutdown_inner(&mut self, grace: Duration) -> ShutdownReport {
+        if self.shut_down {
+            return ShutdownReport::default();
+        }
+        self.shut_down = true;
+        let shared = &self.handle.shared;
+        let alive_at_start = shared.owned.len();
+        shared.close();
+        let alive = shared.wait_for_tasks(grace);
+        shared.signal_shutdown();
+        let me = thread::current().id();
+        for worker in self.workers.drain(..) {
+            // A runtime dropped by one of its own tasks cannot join the thread it runs on.
+            if worker.thread().id() != me {
+                let _ = worker.join();
+            }
+        }
+        // Whatever no worker reached (a worker that could not start, or the current one).
+        shared.shutdown_owned(0);
+        shared.drain_injector();
+        shared.blocking.shutdown();
+        ShutdownReport {
+            completed_in_grace: alive_at_start.saturating_sub(alive),
+            dropped: alive,
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown_inner(Duration::ZERO);
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.workers.len())
+            .field("shut_down", &self.shut_down)
+            .finish()
+    }
+}

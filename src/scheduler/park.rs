@@ -1,0 +1,114 @@
+//! Parking a worker thread until there is work.
+//!
+//! A [`Parker`] belongs to one worker; its [`Unparker`] can be used from any thread. An unpark
+//! that arrives before the park is not lost: the state word remembers it and the next park
+//! returns at once.
+
+use crate::loom::{Arc, AtomicUsize, Condvar, Mutex, Ordering};
+
+const EMPTY: usize = 0;
+const PARKED: usize = 1;
+const NOTIFIED: usize = 2;
+
+struct Inner {
+    state: AtomicUsize,
+    lock: Mutex<()>,
+    cvar: Condvar,
+}
+
+/// Blocks the owning thread in [`Parker::park`].
+pub(crate) struct Parker {
+    inner: Arc<Inner>,
+}
+
+/// Wakes the owner of a [`Parker`].
+#[derive(Clone)]
+pub(crate) struct Unparker {
+    inner: Arc<Inner>,
+}
+
+impl Parker {
+    pub(crate) fn new() -> Parker {
+        Parker {
+            inner: Arc::new(Inner {
+                state: AtomicUsize::new(EMPTY),
+                lock: Mutex::new(()),
+                cvar: Condvar::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn unparker(&self) -> Unparker {
+        Unparker {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Blocks until [`Unparker::unpark`] is called (or was called since the last park).
+    pub(crate) fn park(&self) {
+        let inner = &*self.inner;
+        // A pending notification: consume it without touching the lock.
+        if inner
+            .state
+            .compare_exchange(NOTIFIED, EMPTY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+        let mut guard = inner.lock.lock();
+        match inner
+            .state
+            .compare_exchange(EMPTY, PARKED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {}
+            Err(NOTIFIED) => {
+                // Notified between the fast path and taking the lock.
+                inner.state.swap(EMPTY, Ordering::AcqRel);
+                return;
+            }
+            Err(actual) => unreachable!("parker in state {actual} while its owner parks"),
+        }
+        loop {
+            guard = inner.cvar.wait(guard);
+            if inner
+                .state
+                .compare_exchange(NOTIFIED, EMPTY, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+            // Spurious wake-up: still PARKED.
+        }
+    }
+}
+
+impl Unparker {
+    /// Wakes the parked owner, or makes its next park return at once.
+    pub(crate) fn unpark(&self) {
+        let inner = &*self.inner;
+        match inner.state.swap(NOTIFIED, Ordering::AcqRel) {
+            EMPTY | NOTIFIED => {}
+            PARKED => {
+                // Taking the lock orders us after the owner's `wait` started, so the
+                // notification cannot slip in before it and be lost.
+                drop(inner.lock.lock());
+                inner.cvar.notify_one();
+            }
+            actual => unreachable!("parker in unknown state {actual}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Parker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parker")
+            .field("state", &self.inner.state.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unparker").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,269 @@
+//! A worker thread: the find-work loop, local scheduling, searching, parking and shutdown.
+
+use std::cell::Cell;
+
+use crate::loom::Arc;
+use crate::runtime::{context, Handle};
+use crate::scheduler::queue::LOCAL_CAPACITY;
+use crate::scheduler::{Local, Parker, Shared, Steal, EVENT_INTERVAL, MAX_LIFO_POLLS};
+use crate::task::raw::Notified;
+
+/// A worker's own state. Only its thread touches it (through `&self`, hence the cells), either
+/// from the run loop or from a task it polls that wakes or spawns another task.
+pub(crate) struct WorkerCx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) index: usize,
+    local: Local<Notified>,
+    lifo: Cell<Option<Notified>>,
+    parker: Parker,
+    is_searching: Cell<bool>,
+    tick: Cell<u32>,
+    lifo_streak: Cell<u32>,
+    rng: Cell<u32>,
+}
+
+crate::loom::thread_local! {
+    static CURRENT: Cell<*const WorkerCx> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` with the worker of this thread, if it is one.
+#[inline]
+pub(crate) fn with_current_worker<R>(f: impl FnOnce(Option<&WorkerCx>) -> R) -> R {
+    CURRENT.with(|c| {
+        let ptr = c.get();
+        // SAFETY: the pointer is set by `run_worker` to a `WorkerCx` on its stack and cleared
+        // before that frame ends; only this thread reads it.
+        f(unsafe { ptr.as_ref() })
+    })
+}
+
+/// The body of worker thread `index`.
+pub(crate) fn run_worker(
+    shared: Arc<Shared>,
+    index: usize,
+    local: Local<Notified>,
+    parker: Parker,
+) {
+    let cx = WorkerCx {
+        shared: shared.clone(),
+        index,
+        local,
+        lifo: Cell::new(None),
+        parker,
+        is_searching: Cell::new(false),
+        tick: Cell::new(0),
+        lifo_streak: Cell::new(0),
+        rng: Cell::new(0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B)),
+    };
+    let _runtime = context::enter_worker(Handle { shared });
+    CURRENT.with(|c| c.set(&cx));
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(std::ptr::null()));
+        }
+    }
+    let _reset = Reset;
+
+    crate::runtime::run_hook(cx.shared.config.on_start.as_ref(), "on_thread_start");
+    cx.run();
+    cx.shutdown();
+    crate::runtime::run_hook(cx.shared.config.on_stop.as_ref(), "on_thread_stop");
+}
+
+impl WorkerCx {
+    fn run(&self) {
+        while !self.shared.is_shutdown() {
+            if let Some(task) = self.next_task() {
+                self.run_task(task);
+                continue;
+            }
+            if let Some(task) = self.steal_work() {
+                self.run_task(task);
+                continue;
+            }
+            self.park();
+        }
+    }
+
+    fn run_task(&self, task: Notified) {
+        if self.is_searching.replace(false) && self.shared.idle.transition_worker_from_searching() {
+            // We were the last searcher and found work: there may be more, get help.
+            self.shared.notify_parked();
+        }
+        self.shared.remotes[self.index].stats.polls.add_local(1);
+        task.run();
+    }
+
+    /// The next task from this worker's own queues or the injector; `None` means search.
+    fn next_task(&self) -> Option<Notified> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % EVENT_INTERVAL == 0 {
+            if let Some(task) = self.pop_injector() {
+                return Some(task);
+            }
+        }
+        if let Some(task) = self.lifo.take() {
+            let streak = self.lifo_streak.get();
+            if streak < MAX_LIFO_POLLS {
+                self.lifo_streak.set(streak + 1);
+                self.shared.remotes[self.index].stats.lifo_hits.add_local(1);
+                return Some(task);
+            }
+            // Enough LIFO tasks in a row: this one waits its turn at the back of the queue.
+            self.push_local(task);
+        }
+        self.lifo_streak.set(0);
+        self.local.pop().or_else(|| self.pop_injector())
+    }
+
+    fn pop_injector(&self) -> Option<Notified> {
+        loop {
+            match self.shared.injector.steal_batch_and_pop(&self.local) {
+                Steal::Success(task) => return Some(task),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    /// Searches other workers' queues and the injector, within the searcher limit.
+    fn steal_work(&self) -> Option<Notified> {
+        if !self.is_searching.get() {
+            if !self.shared.idle.transition_worker_to_searching() {
+                return None;
+            }
+            self.is_searching.set(true);
+        }
+        let remotes = &self.shared.remotes;
+        let n = remotes.len();
+        let start = self.next_random() as usize % n;
+        for i in 0..n {
+            let victim = (start + i) % n;
+            if victim == self.index {
+                continue;
+            }
+            loop {
+                match remotes[victim].stealer.steal_batch_and_pop(&self.local) {
+                    Steal::Success(task) => {
+                        remotes[self.index].stats.steals.add_local(1);
+                        return Some(task);
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+        }
+        self.pop_injector()
+    }
+
+    fn next_random(&self) -> u32 {
+        // xorshift32: only used to pick where stealing starts.
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng.set(x);
+        x
+    }
+
+    fn has_local_work(&self) -> bool {
+        // SAFETY-free peek: take and put back, since `Cell<Option<_>>` has no `is_some`.
+        let lifo = self.lifo.take();
+        let has = lifo.is_some();
+        self.lifo.set(lifo);
+        has || !self.local.is_empty()
+    }
+
+    fn park(&self) {
+        if self.has_local_work() {
+            return;
+        }
+        let shared = &*self.shared;
+        let was_searching = self.is_searching.replace(false);
+        if shared
+            .idle
+            .transition_worker_to_parked(self.index, was_searching)
+            && shared.has_stealable_work()
+        {
+            // We were the last searcher; work arrived after we looked. Wake someone (possibly
+            // ourselves) for it.
+            shared.notify_parked();
+        }
+        shared.remotes[self.index].stats.parks.add_local(1);
+        loop {
+            self.parker.park();
+            if shared.is_shutdown() {
+                return;
+            }
+            if shared.idle.is_unparked(self.index) {
+                // Whoever woke us counted us as searching (see `idle.rs`, rule 2).
+                self.is_searching.set(true);
+                return;
+            }
+        }
+    }
+
+    /// Queues a task woken or spawned on this worker.
+    pub(crate) fn schedule_local(&self, task: Notified, is_yield: bool) {
+        if is_yield {
+            self.push_local(task);
+        } else {
+            match self.lifo.replace(Some(task)) {
+                None => return,
+                Some(previous) => self.push_local(previous),
+            }
+        }
+        // Something stealable was queued: wake a worker if none is searching.
+        self.shared.notify_parked();
+    }
+
+    fn push_local(&self, task: Notified) {
+        if self.local.len() >= LOCAL_CAPACITY {
+            self.overflow();
+        }
+        self.local.push(task);
+    }
+
+    /// Moves the older half of the deque to the injector.
+    fn overflow(&self) {
+        self.shared.remotes[self.index].stats.overflows.add_local(1);
+        for _ in 0..LOCAL_CAPACITY / 2 {
+            match self.local.pop() {
+                Some(task) => self.shared.injector.push(task),
+                None => break,
+            }
+        }
+    }
+
+    /// Step 4 of shutdown (see `scheduler/mod.rs`).
+    fn shutdown(&self) {
+        self.shared.shutdown_owned(self.index);
+        // Dropping futures may have woken tasks onto our queues: drop those entries.
+        loop {
+            let lifo = self.lifo.take();
+            let had = lifo.is_some();
+            drop(lifo);
+            let mut drained = had;
+            while let Some(task) = self.local.pop() {
+                drop(task);
+                drained = true;
+            }
+            if !drained {
+                break;
+            }
+        }
+        self.shared.drain_injector();
+    }
+}
+
+impl std::fmt::Debug for WorkerCx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("index", &self.index)
+            .field("local_len", &self.local.len())
+            .field("searching", &self.is_searching.get())
+            .finish()
+    }
+}

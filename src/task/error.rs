@@ -1,0 +1,148 @@
+//! Why a task did not produce its output.
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+
+use crate::loom::Mutex;
+use crate::task::Id;
+
+/// A task ended without producing its output: it was cancelled, or it panicked.
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::builder().workers(1).build().unwrap();
+/// let err = rt.block_on(rt.spawn(async { panic!("boom") })).unwrap_err();
+/// assert!(err.is_panic());
+/// assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "boom");
+/// ```
+pub struct JoinError {
+    id: Id,
+    repr: Repr,
+}
+
+enum Repr {
+    Cancelled,
+    // The payload sits behind a mutex so that `JoinError` is `Sync` while the payload is only
+    // `Send`; it is touched once, when the error is consumed.
+    Panic(Mutex<Box<dyn Any + Send + 'static>>),
+}
+
+impl JoinError {
+    pub(crate) fn cancelled(id: Id) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::Cancelled,
+        }
+    }
+
+    pub(crate) fn panic(id: Id, payload: Box<dyn Any + Send + 'static>) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::Panic(Mutex::new(payload)),
+        }
+    }
+
+    /// True when the task was cancelled (aborted, or dropped at shutdown or by its scope).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// True when the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panic(_))
+    }
+
+    /// The panic payload, to hand to [`std::panic::resume_unwind`].
+    ///
+    /// # Panics
+    ///
+    /// Panics when the task was cancelled rather than panicked; see [`JoinError::try_into_panic`].
+    #[track_caller]
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        self.try_into_panic()
+            .expect("JoinError::into_panic called on a cancelled task's error")
+    }
+
+    /// The panic payload, or the error itself when the task was cancelled.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self.repr {
+            Repr::Panic(p) => Ok(p.into_inner()),
+            Repr::Cancelled => Err(self),
+        }
+    }
+
+    /// The id of the task that failed.
+    pub fn id(&self) -> Id {
+        self.id
+    }
+}
+
+/// The panic message, when the payload is a string.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => write!(f, "task {} was cancelled", self.id),
+            Repr::Panic(p) => match panic_message(&**p.lock()) {
+                Some(msg) => write!(f, "task {} panicked with message {msg:?}", self.id),
+                None => write!(f, "task {} panicked", self.id),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => write!(f, "JoinError::Cancelled({:?})", self.id),
+            Repr::Panic(p) => match panic_message(&**p.lock()) {
+                Some(msg) => write!(f, "JoinError::Panic({:?}, {msg:?})", self.id),
+                None => write!(f, "JoinError::Panic({:?}, ...)", self.id),
+            },
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+impl From<JoinError> for io::Error {
+    fn from(err: JoinError) -> io::Error {
+        let kind = if err.is_cancelled() {
+            io::ErrorKind::Interrupted
+        } else {
+            io::ErrorKind::Other
+        };
+        io::Error::new(kind, err.to_string())
+    }
+}
+
+/// A task could not be spawned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The runtime is shutting down or has shut down.
+    Shutdown,
+    /// The scope the task was spawned into has already finished.
+    Closed,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::Shutdown => {
+                f.write_str("cannot spawn: the pitcrew runtime is shutting down")
+            }
+            SpawnError::Closed => f.write_str("cannot spawn: the scope has already finished"),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
