@@ -41,6 +41,11 @@
 
 pub(crate) mod loom;
 
+#[cfg(loom)]
+#[doc(hidden)]
+#[allow(missing_docs, unreachable_pub)]
+pub mod loom_api;
+
 mod blocking;
 pub mod runtime;
 mod scheduler;

@@ -43,7 +43,7 @@ use std::panic::Location;
 use std::time::Duration;
 
 use crate::blocking::BlockingPool;
-use crate::loom::{fence, Arc, AtomicBool, Condvar, Counter, DataArc, Mutex, Ordering};
+use crate::loom::{Arc, AtomicBool, Condvar, Counter, DataArc, Mutex, Ordering};
 use crate::runtime::{task_span, Hook};
 use crate::task::list::OwnedTasks;
 use crate::task::raw::{Header, Notified, RawTask, Schedule};
@@ -239,6 +239,13 @@ impl Shared {
     pub(crate) fn inject(&self, task: Notified) {
         self.injected.add(1);
         self.injector.push(task);
+        // Shutdown swaps the flag and then drains the injector; this RMW on the same flag is
+        // ordered before or after that swap. Before: the drain sees our push. After: we see the
+        // flag and drain it ourselves, so no queue entry outlives the runtime.
+        if self.shutdown.fetch_or(false, Ordering::SeqCst) {
+            self.drain_injector();
+            return;
+        }
         self.notify_parked();
     }
 
@@ -295,8 +302,7 @@ impl Shared {
 
     /// Step 3: tell every worker to stop.
     pub(crate) fn signal_shutdown(&self) {
-        self.shutdown.store(true, Ordering::Release);
-        fence(Ordering::SeqCst);
+        self.shutdown.swap(true, Ordering::SeqCst);
         for (index, remote) in self.remotes.iter().enumerate() {
             let _ = self.idle.unpark_worker_by_id(index);
             remote.unparker.unpark();

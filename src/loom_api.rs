@@ -1,0 +1,164 @@
+//! Internals exposed to the loom models in `loom-tests/` (built with `--cfg loom` only).
+//!
+//! The models drive the real task cell, state word and harness through a mock scheduler (a
+//! queue under a mutex that the model runs by hand), and the real parker. Whole-runtime models
+//! use the public API.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::Location;
+
+use crate::loom::{Arc, Mutex};
+use crate::task::list::OwnedTasks;
+use crate::task::raw::{Header, Notified, RawTask, Schedule};
+use crate::task::{Id, JoinHandle};
+
+/// A scheduler whose run queue the model drives by hand.
+#[derive(Clone, Debug)]
+pub struct MockScheduler {
+    inner: Arc<MockInner>,
+}
+
+#[derive(Debug)]
+struct MockInner {
+    queue: Mutex<VecDeque<Notified>>,
+    owned: OwnedTasks,
+}
+
+struct MockSchedule(Arc<MockInner>);
+
+impl Schedule for MockSchedule {
+    fn schedule(&self, task: Notified) {
+        self.0.queue.lock().push_back(task);
+    }
+
+    fn release(&self, task: &Header) -> bool {
+        self.0.owned.remove(task)
+    }
+}
+
+impl Default for MockScheduler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MockScheduler {
+    /// An empty scheduler.
+    pub fn new() -> Self {
+        MockScheduler {
+            inner: Arc::new(MockInner {
+                queue: Mutex::new(VecDeque::new()),
+                owned: OwnedTasks::new(1),
+            }),
+        }
+    }
+
+    /// Spawns a task: it is queued once, as on a real runtime.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let id = Id::next();
+        let span = crate::runtime::task_span("task", id, None, Location::caller());
+        let raw = RawTask::new(future, MockSchedule(self.inner.clone()), id, None, span);
+        // SAFETY: `RawTask::new` counted a reference for each of the handle and the first queue
+        // entry; the owned list takes the third (or `shutdown` consumes it).
+        let (join, task) = unsafe { (JoinHandle::new(raw), Notified::from_raw(raw)) };
+        if self.inner.owned.bind(raw).is_err() {
+            raw.shutdown();
+            drop(task);
+        } else {
+            self.inner.queue.lock().push_back(task);
+        }
+        join
+    }
+
+    /// Runs the task at the head of the queue. False when the queue was empty.
+    pub fn run_one(&self) -> bool {
+        let task = self.inner.queue.lock().pop_front();
+        match task {
+            Some(task) => {
+                task.run();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs tasks until the queue is empty; returns how many runs that took.
+    pub fn run_all(&self) -> usize {
+        let mut n = 0;
+        while self.run_one() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Queue entries waiting.
+    pub fn queued(&self) -> usize {
+        self.inner.queue.lock().len()
+    }
+
+    /// Tasks alive (in the owned list).
+    pub fn alive(&self) -> usize {
+        self.inner.owned.len()
+    }
+
+    /// Runtime shutdown: close the list, drop every live task's future, drop the queue.
+    pub fn shutdown(&self) {
+        self.inner.owned.close();
+        for shard in 0..self.inner.owned.shard_count() {
+            for task in self.inner.owned.drain_shard(shard) {
+                task.shutdown();
+            }
+        }
+        loop {
+            let task = self.inner.queue.lock().pop_front();
+            match task {
+                Some(task) => drop(task),
+                None => break,
+            }
+        }
+    }
+}
+
+/// The worker parker, for park/unpark models.
+#[derive(Debug)]
+pub struct Parker(crate::scheduler::Parker);
+
+/// Wakes a [`Parker`].
+#[derive(Debug, Clone)]
+pub struct Unparker(crate::scheduler::Unparker);
+
+impl Default for Parker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Parker {
+    /// A parker with no pending notification.
+    pub fn new() -> Self {
+        Parker(crate::scheduler::Parker::new())
+    }
+
+    /// Its unparker.
+    pub fn unparker(&self) -> Unparker {
+        Unparker(self.0.unparker())
+    }
+
+    /// Blocks until unparked.
+    pub fn park(&self) {
+        self.0.park();
+    }
+}
+
+impl Unparker {
+    /// Wakes the parker's owner.
+    pub fn unpark(&self) {
+        self.0.unpark();
+    }
+}
