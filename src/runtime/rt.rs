@@ -163,8 +163,9 @@ impl Runtime {
         }
         self.shut_down = true;
         let shared = &self.handle.shared;
-        let alive_at_start = shared.owned.len();
         shared.close();
+        // Counted after the close, so that no spawn slips in between and skews the report.
+        let alive_at_start = shared.owned.len();
         let alive = shared.wait_for_tasks(grace);
         shared.signal_shutdown();
         let me = thread::current().id();
