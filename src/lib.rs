@@ -22,7 +22,7 @@
 //! ## Shape
 //!
 //! - [`runtime`]: [`Runtime`], its [`Builder`], and [`Handle`] to reach it from any thread.
-//! - [`task`]: [`JoinHandle`](task::JoinHandle), aborting, task ids and names,
+//! - [`task`]: [`JoinHandle`], aborting, task ids and names,
 //!   [`task::Builder`].
 //! - Free functions [`spawn`], [`spawn_blocking`] and [`yield_now`] work on the runtime of the
 //!   current thread.

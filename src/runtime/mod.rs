@@ -1,18 +1,24 @@
-//! The runtime: building it, entering it, and the handles users hold.
-//!
-//! A [`Runtime`] owns the worker threads (see `scheduler`) and the blocking pool (see
-//! `blocking`). A [`Handle`] is a cheap, cloneable reference to the same shared state that any
-//! thread may use to spawn or block on futures. The *context* (`context.rs`) is the
-//! thread-local record of which runtime a thread belongs to, so that [`spawn`](crate::spawn) and
-//! [`Handle::current`] work without passing handles around.
-//!
-//! Rules:
-//! 1. Worker threads and blocking threads always have their runtime as the current one;
-//!    `block_on` makes its runtime current for the duration of the call.
-//! 2. `block_on` refuses to run on a worker thread or inside another `block_on`: blocking there
-//!    would stall every task queued behind it.
-//! 3. User hooks (`on_thread_start`/`on_thread_stop`) run outside every lock of ours, and a
-//!    panic in one is reported, never allowed to kill the thread before it is accounted for.
+//! The runtime: [`Runtime`], its [`Builder`], and the [`Handle`] that reaches it from any
+//! thread.
+
+// Design notes
+// ============
+//
+// The runtime: building it, entering it, and the handles users hold.
+//
+// A [`Runtime`] owns the worker threads (see `scheduler`) and the blocking pool (see
+// `blocking`). A [`Handle`] is a cheap, cloneable reference to the same shared state that any
+// thread may use to spawn or block on futures. The *context* (`context.rs`) is the
+// thread-local record of which runtime a thread belongs to, so that [`spawn`](crate::spawn) and
+// [`Handle::current`] work without passing handles around.
+//
+// Rules:
+// 1. Worker threads and blocking threads always have their runtime as the current one;
+//    `block_on` makes its runtime current for the duration of the call.
+// 2. `block_on` refuses to run on a worker thread or inside another `block_on`: blocking there
+//    would stall every task queued behind it.
+// 3. User hooks (`on_thread_start`/`on_thread_stop`) run outside every lock of ours, and a
+//    panic in one is reported, never allowed to kill the thread before it is accounted for.
 
 pub(crate) mod block_on;
 mod builder;
