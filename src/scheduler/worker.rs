@@ -8,6 +8,12 @@ use crate::scheduler::queue::LOCAL_CAPACITY;
 use crate::scheduler::{Local, Parker, Shared, Steal, EVENT_INTERVAL, MAX_LIFO_POLLS};
 use crate::task::raw::Notified;
 
+/// How long a searcher that found no work keeps looking before it parks.
+const SPIN_BEFORE_PARK: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Looks for work between two clock reads while spinning.
+const SPIN_CHECKS_PER_CLOCK: u32 = 8;
+
 /// A worker's own state. Only its thread touches it (through `&self`, hence the cells), either
 /// from the run loop or from a task it polls that wakes or spawns another task.
 pub(crate) struct WorkerCx {
@@ -80,6 +86,9 @@ impl WorkerCx {
             }
             if let Some(task) = self.steal_work() {
                 self.run_task(task);
+                continue;
+            }
+            if self.spin_for_work() {
                 continue;
             }
             self.park();
@@ -174,6 +183,28 @@ impl WorkerCx {
         let has = lifo.is_some();
         self.lifo.set(lifo);
         has || !self.local.is_empty()
+    }
+
+    /// A searcher that found nothing keeps looking for a little while before it parks: new
+    /// work then lands on an awake, searching worker, and nobody pays a thread wake-up
+    /// (~15-22 µs here, far more than the spin). Yielding the CPU between looks lets the
+    /// threads that produce the work run on this core.
+    fn spin_for_work(&self) -> bool {
+        if cfg!(loom) || !self.is_searching.get() {
+            return false;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            for _ in 0..SPIN_CHECKS_PER_CLOCK {
+                if self.shared.has_stealable_work() || self.shared.is_shutdown() {
+                    return true;
+                }
+                crate::loom::thread::yield_now();
+            }
+            if started.elapsed() >= SPIN_BEFORE_PARK {
+                return false;
+            }
+        }
     }
 
     fn park(&self) {
