@@ -47,6 +47,7 @@ pub(crate) mod loom;
 pub mod loom_api;
 
 mod blocking;
+pub mod io;
 pub mod runtime;
 mod scheduler;
 pub mod task;

@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::Location;
 
-use crate::loom::{Arc, Mutex};
+use crate::io::reactor::Reactor;
+use crate::loom::{Arc, DataArc, Mutex};
 use crate::task::list::OwnedTasks;
 use crate::task::raw::{Header, Notified, RawTask, Schedule};
 use crate::task::{Id, JoinHandle};
@@ -125,13 +126,13 @@ impl MockScheduler {
     }
 }
 
-/// The worker parker, for park/unpark models.
+/// The worker parker, for park/unpark models (the condition-variable path).
 #[derive(Debug)]
-pub struct Parker(crate::scheduler::Parker);
+pub struct Parker(crate::scheduler::Parker, DataArc<Reactor>);
 
 /// Wakes a [`Parker`].
 #[derive(Debug, Clone)]
-pub struct Unparker(crate::scheduler::Unparker);
+pub struct Unparker(crate::scheduler::Unparker, DataArc<Reactor>);
 
 impl Default for Parker {
     fn default() -> Self {
@@ -142,12 +143,13 @@ impl Default for Parker {
 impl Parker {
     /// A parker with no pending notification.
     pub fn new() -> Self {
-        Parker(crate::scheduler::Parker::new())
+        let reactor = Reactor::new().expect("create a reactor");
+        Parker(crate::scheduler::Parker::new(), DataArc::new(reactor))
     }
 
     /// Its unparker.
     pub fn unparker(&self) -> Unparker {
-        Unparker(self.0.unparker())
+        Unparker(self.0.unparker(), self.1.clone())
     }
 
     /// Blocks until unparked.
@@ -159,6 +161,61 @@ impl Parker {
 impl Unparker {
     /// Wakes the parker's owner.
     pub fn unpark(&self) {
-        self.0.unpark();
+        self.0.unpark(&self.1);
+    }
+}
+
+/// One I/O source's readiness and wakers, for reactor models.
+#[derive(Debug)]
+pub struct IoSource(crate::io::scheduled_io::ScheduledIo);
+
+/// What an operation saw when the source was ready.
+#[derive(Debug, Clone, Copy)]
+pub struct IoReady(crate::io::scheduled_io::ReadyEvent);
+
+impl Default for IoSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IoSource {
+    /// A fresh source (assumed ready both ways, as on registration).
+    pub fn new() -> Self {
+        IoSource(crate::io::scheduled_io::ScheduledIo::new())
+    }
+
+    /// `poll_ready` for reading (`write == false`) or writing.
+    pub fn poll_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        write: bool,
+    ) -> std::task::Poll<IoReady> {
+        use crate::io::scheduled_io::Direction;
+        let dir = if write {
+            Direction::Write
+        } else {
+            Direction::Read
+        };
+        self.0.poll_ready(cx, dir).map(IoReady)
+    }
+
+    /// An operation saw `ready` and then got `WouldBlock`.
+    pub fn clear_readiness(&self, ready: IoReady) {
+        self.0.clear_readiness(ready.0);
+    }
+
+    /// The reactor reports an event; the wakers it collects are woken here.
+    pub fn event(&self, readable: bool, writable: bool) {
+        let mut wake = Vec::new();
+        self.0.set_readiness(
+            crate::io::sys::Readiness {
+                readable,
+                writable,
+                ..Default::default()
+            },
+            &mut wake,
+        );
+        wake.into_iter().for_each(std::task::Waker::wake);
     }
 }

@@ -155,6 +155,8 @@ pub enum BuildError {
     },
     /// The OS refused to start a runtime thread.
     Spawn(std::io::Error),
+    /// The I/O reactor could not be created (e.g. no file descriptors left).
+    Io(std::io::Error),
 }
 
 impl BuildError {
@@ -170,6 +172,7 @@ impl fmt::Display for BuildError {
                 write!(f, "invalid pitcrew runtime setting `{setting}`: {reason}")
             }
             BuildError::Spawn(err) => write!(f, "could not start a pitcrew runtime thread: {err}"),
+            BuildError::Io(err) => write!(f, "could not create the pitcrew I/O reactor: {err}"),
         }
     }
 }
@@ -177,7 +180,7 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            BuildError::Spawn(err) => Some(err),
+            BuildError::Spawn(err) | BuildError::Io(err) => Some(err),
             BuildError::InvalidSetting { .. } => None,
         }
     }

@@ -80,7 +80,8 @@ impl Runtime {
             on_stop: b.on_thread_stop,
             slow_poll_threshold: b.slow_poll_threshold,
         };
-        let (shared, locals) = Shared::new(config, blocking);
+        let reactor = crate::io::reactor::Reactor::new().map_err(BuildError::Io)?;
+        let (shared, locals) = Shared::new(config, blocking, reactor);
         let mut rt = Runtime {
             handle: Handle {
                 shared: shared.clone(),

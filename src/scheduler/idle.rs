@@ -23,6 +23,13 @@ const UNPARK_SHIFT: usize = 16;
 const UNPARK_ONE: usize = 1 << UNPARK_SHIFT;
 const SEARCH_MASK: usize = UNPARK_ONE - 1;
 
+/// What a worker learned when it recorded itself as parked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parked {
+    pub(crate) last_searcher: bool,
+    pub(crate) last_awake: bool,
+}
+
 pub(crate) struct Idle {
     state: AtomicUsize,
     num_workers: usize,
@@ -90,15 +97,19 @@ impl Idle {
         Self::num_searching(prev) == 1
     }
 
-    /// Records `worker` as parked. Rule 4: true when it was the last searcher and must look at
-    /// the queues once more.
-    pub(crate) fn transition_worker_to_parked(&self, worker: usize, is_searching: bool) -> bool {
+    /// Records `worker` as parked. Rule 4: `last_searcher` is true when it was the last
+    /// searcher and must look at the queues once more. `last_awake` is true when no other
+    /// worker is awake: that worker should wait in the I/O poller (see `io/mod.rs`).
+    pub(crate) fn transition_worker_to_parked(&self, worker: usize, is_searching: bool) -> Parked {
         let mut sleepers = self.sleepers.lock();
         let dec = UNPARK_ONE + usize::from(is_searching);
         let prev = self.state.fetch_sub(dec, Ordering::SeqCst);
         debug_assert!(!sleepers.contains(&worker), "worker {worker} parked twice");
         sleepers.push(worker);
-        is_searching && Self::num_searching(prev) == 1
+        Parked {
+            last_searcher: is_searching && Self::num_searching(prev) == 1,
+            last_awake: Self::num_unparked(prev) == 1,
+        }
     }
 
     /// A worker woke up: false when it is still listed as parked (a spurious wake-up), true
@@ -118,6 +129,13 @@ impl Idle {
         } else {
             false
         }
+    }
+}
+
+impl Idle {
+    /// Workers awake now (a hint: it may change right after).
+    pub(crate) fn num_awake(&self) -> usize {
+        Self::num_unparked(self.state.load(Ordering::Relaxed))
     }
 }
 

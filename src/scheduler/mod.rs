@@ -43,6 +43,7 @@ use std::panic::Location;
 use std::time::Duration;
 
 use crate::blocking::BlockingPool;
+use crate::io::reactor::Reactor;
 use crate::loom::{Arc, AtomicBool, Condvar, Counter, DataArc, Mutex, Ordering};
 use crate::runtime::{task_span, Hook};
 use crate::task::list::OwnedTasks;
@@ -104,6 +105,7 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     pub(crate) config: Config,
     pub(crate) blocking: BlockingPool,
+    pub(crate) io: Reactor,
     drain: Drain,
     pub(crate) remote_spawned: Counter,
     pub(crate) injected: Counter,
@@ -115,6 +117,7 @@ impl Shared {
     pub(crate) fn new(
         config: Config,
         blocking: BlockingPool,
+        io: Reactor,
     ) -> (Arc<Shared>, Vec<(Local<Notified>, Parker)>) {
         let mut locals = Vec::with_capacity(config.workers);
         let mut remotes = Vec::with_capacity(config.workers);
@@ -136,6 +139,7 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             config,
             blocking,
+            io,
             drain: Drain {
                 waiting: AtomicBool::new(false),
                 lock: Mutex::new(()),
@@ -252,7 +256,7 @@ impl Shared {
     /// Wakes a parked worker unless one is searching already (see `idle.rs`).
     pub(crate) fn notify_parked(&self) {
         if let Some(index) = self.idle.worker_to_notify() {
-            self.remotes[index].unparker.unpark();
+            self.remotes[index].unparker.unpark(&self.io);
         }
     }
 
@@ -305,7 +309,7 @@ impl Shared {
         self.shutdown.swap(true, Ordering::SeqCst);
         for (index, remote) in self.remotes.iter().enumerate() {
             let _ = self.idle.unpark_worker_by_id(index);
-            remote.unparker.unpark();
+            remote.unparker.unpark(&self.io);
         }
     }
 

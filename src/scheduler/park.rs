@@ -3,12 +3,20 @@
 //! A [`Parker`] belongs to one worker; its [`Unparker`] can be used from any thread. An unpark
 //! that arrives before the park is not lost: the state word remembers it and the next park
 //! returns at once.
+//!
+//! A worker parks either on its condition variable or, when it holds the I/O driver, in the
+//! poller (`PARKED_DRIVER`); the unparker then interrupts the poller instead. The state word
+//! says which, so an unpark always reaches the worker wherever it sleeps.
 
+use std::time::Duration;
+
+use crate::io::reactor::{Driver, Reactor};
 use crate::loom::{Arc, AtomicUsize, Condvar, Mutex, Ordering};
 
 const EMPTY: usize = 0;
 const PARKED: usize = 1;
 const NOTIFIED: usize = 2;
+const PARKED_DRIVER: usize = 3;
 
 struct Inner {
     state: AtomicUsize,
@@ -82,12 +90,40 @@ impl Parker {
     }
 }
 
+impl Parker {
+    /// Parks in the poller: turns the reactor until an event or an unpark arrives. The tasks the
+    /// events wake are queued on this thread. Returns how many were woken.
+    pub(crate) fn park_in_driver(&self, reactor: &Reactor, driver: &mut Driver) -> usize {
+        let state = &self.inner.state;
+        if state
+            .compare_exchange(NOTIFIED, EMPTY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return 0;
+        }
+        if state
+            .compare_exchange(EMPTY, PARKED_DRIVER, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Notified in between.
+            state.swap(EMPTY, Ordering::AcqRel);
+            return 0;
+        }
+        // An unpark from here on writes the poller's eventfd, which ends (or pre-empts) the wait.
+        let woken = reactor.turn(driver, None::<Duration>);
+        state.swap(EMPTY, Ordering::AcqRel);
+        woken
+    }
+}
+
 impl Unparker {
-    /// Wakes the parked owner, or makes its next park return at once.
-    pub(crate) fn unpark(&self) {
+    /// Wakes the parked owner, or makes its next park return at once. `reactor` is the
+    /// runtime's, in case the owner sleeps in the poller.
+    pub(crate) fn unpark(&self, reactor: &Reactor) {
         let inner = &*self.inner;
         match inner.state.swap(NOTIFIED, Ordering::AcqRel) {
             EMPTY | NOTIFIED => {}
+            PARKED_DRIVER => reactor.notify(),
             PARKED => {
                 // Taking the lock orders us after the owner's `wait` started, so the
                 // notification cannot slip in before it and be lost.

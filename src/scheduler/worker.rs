@@ -23,6 +23,11 @@ pub(crate) struct WorkerCx {
     lifo: Cell<Option<Notified>>,
     parker: Parker,
     is_searching: Cell<bool>,
+    /// Set while this worker turns the reactor as its way of parking: tasks the events wake
+    /// are queued here without waking other workers (we run them as soon as the turn ends).
+    in_driver: Cell<bool>,
+    /// Event buffer for polls of the reactor that do not block.
+    io_events: std::cell::RefCell<crate::io::reactor::Driver>,
     tick: Cell<u32>,
     lifo_streak: Cell<u32>,
     rng: Cell<u32>,
@@ -57,6 +62,8 @@ pub(crate) fn run_worker(
         lifo: Cell::new(None),
         parker,
         is_searching: Cell::new(false),
+        in_driver: Cell::new(false),
+        io_events: std::cell::RefCell::new(crate::io::reactor::Driver::new()),
         tick: Cell::new(0),
         lifo_streak: Cell::new(0),
         rng: Cell::new(0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B)),
@@ -88,6 +95,9 @@ impl WorkerCx {
                 self.run_task(task);
                 continue;
             }
+            if self.poll_io_while_searching() {
+                continue;
+            }
             if self.spin_for_work() {
                 continue;
             }
@@ -109,6 +119,9 @@ impl WorkerCx {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick % EVENT_INTERVAL == 0 {
+            // Busy workers still look at I/O now and then, so sockets are not starved by CPU
+            // work; the events' tasks join our queue behind what is there.
+            self.poll_io();
             if let Some(task) = self.pop_injector() {
                 return Some(task);
             }
@@ -201,10 +214,49 @@ impl WorkerCx {
                 }
                 crate::loom::thread::yield_now();
             }
+            // While another worker is awake, leave I/O to it: it polls as soon as it runs out
+            // of work, right after the writes that caused the events, on its own core.
+            if self.shared.idle.num_awake() <= 1 && self.poll_io_while_searching() {
+                return true;
+            }
             if started.elapsed() >= SPIN_BEFORE_PARK {
                 return false;
             }
         }
+    }
+
+    /// Turns the reactor without blocking, when it has sources. Returns how many tasks the
+    /// events woke (queued on this worker). This runs even while another worker blocks in the
+    /// poller: an active worker harvests the events its own writes caused before the blocked
+    /// one is even scheduled, so the round trip stays on one core.
+    fn poll_io(&self) -> usize {
+        if cfg!(loom) || !self.shared.io.has_sources() {
+            return 0;
+        }
+        match self.io_events.try_borrow_mut() {
+            Ok(mut events) => self
+                .shared
+                .io
+                .turn(&mut events, Some(std::time::Duration::ZERO)),
+            Err(_) => 0,
+        }
+    }
+
+    /// A searcher polls for I/O. Tasks the events woke are ours to run (the first in the LIFO
+    /// slot); we stop searching *without* waking another worker, unlike a searcher that found
+    /// queued work (rule 3 in `idle.rs`): an event we harvested says nothing about more work
+    /// elsewhere, and if it queued more than we run next, the queue push already notified.
+    fn poll_io_while_searching(&self) -> bool {
+        if self.poll_io() == 0 {
+            return false;
+        }
+        if self.is_searching.replace(false) {
+            let _last = self.shared.idle.transition_worker_from_searching();
+            if !self.local.is_empty() {
+                self.shared.notify_parked();
+            }
+        }
+        true
     }
 
     fn park(&self) {
@@ -213,19 +265,44 @@ impl WorkerCx {
         }
         let shared = &*self.shared;
         let was_searching = self.is_searching.replace(false);
-        if shared
+        let parked = shared
             .idle
-            .transition_worker_to_parked(self.index, was_searching)
-            && shared.has_stealable_work()
-        {
+            .transition_worker_to_parked(self.index, was_searching);
+        if parked.last_searcher && shared.has_stealable_work() {
             // We were the last searcher; work arrived after we looked. Wake someone (possibly
             // ourselves) for it.
             shared.notify_parked();
         }
         shared.remotes[self.index].stats.parks.add_local(1);
+        // Only the last worker to fall asleep waits in the poller: while any worker is awake
+        // it polls for I/O itself, and a sleeper in the poller would only be woken by the
+        // kernel (15-22 us) for events the awake worker picks up anyway.
+        let mut in_poller = parked.last_awake;
         loop {
-            self.parker.park();
+            // At most one worker waits in the poller; the others on their condvars.
+            let driver = (in_poller && !cfg!(loom))
+                .then(|| shared.io.try_lock_driver())
+                .flatten();
+            match driver {
+                Some(mut driver) => {
+                    self.in_driver.set(true);
+                    self.parker.park_in_driver(&shared.io, &mut driver);
+                    self.in_driver.set(false);
+                }
+                None => self.parker.park(),
+            }
             if shared.is_shutdown() {
+                return;
+            }
+            if self.has_local_work() {
+                // I/O events woke tasks onto our queue: leave the parked list to run them.
+                // If a notifier took us off it already, it counted us as a searcher.
+                let was_listed = shared.idle.unpark_worker_by_id(self.index);
+                self.is_searching.set(!was_listed);
+                if !self.local.is_empty() {
+                    // More than the LIFO task is queued: others may steal.
+                    shared.notify_parked();
+                }
                 return;
             }
             if shared.idle.is_unparked(self.index) {
@@ -233,6 +310,9 @@ impl WorkerCx {
                 self.is_searching.set(true);
                 return;
             }
+            // A spurious wake-up: we are still listed as parked, and the poller is ours to
+            // take if it is free.
+            in_poller = true;
         }
     }
 
@@ -246,8 +326,11 @@ impl WorkerCx {
                 Some(previous) => self.push_local(previous),
             }
         }
-        // Something stealable was queued: wake a worker if none is searching.
-        self.shared.notify_parked();
+        // Something stealable was queued: wake a worker if none is searching. Not while we
+        // turn the reactor as our park: we are about to run these ourselves and decide then.
+        if !self.in_driver.get() {
+            self.shared.notify_parked();
+        }
     }
 
     fn push_local(&self, task: Notified) {

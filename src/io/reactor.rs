@@ -1,0 +1,193 @@
+//! The reactor: one poller per runtime, the registration table, and the turn that turns OS
+//! events into task wake-ups.
+//!
+//! Keys are generation-checked: a key is a slot index plus the slot's generation, and a slot's
+//! generation changes when its source is deregistered, so an event that was already in flight
+//! for a closed (and possibly reused) descriptor is ignored.
+//!
+//! Only one thread turns the reactor at a time (`try_lock_driver`); the others park on their
+//! condition variables (see `scheduler/park.rs`).
+
+use std::io;
+use std::os::fd::RawFd;
+use std::task::Waker;
+use std::time::Duration;
+
+use crate::io::scheduled_io::ScheduledIo;
+use crate::io::sys::{Events, Poller};
+use crate::loom::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
+
+const INDEX_BITS: u32 = 32;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+pub(crate) struct Reactor {
+    poller: Poller,
+    table: Mutex<Table>,
+    /// The right to wait on the poller, with its event buffer.
+    driver: Mutex<Driver>,
+    /// Registered sources; when zero, busy workers skip polling for events.
+    sources: AtomicUsize,
+}
+
+struct Table {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+struct Slot {
+    generation: u32,
+    io: Option<Arc<ScheduledIo>>,
+}
+
+/// An event buffer and the wakers collected from it: whoever turns the reactor needs one.
+pub(crate) struct Driver {
+    events: Events,
+    wake: Vec<Waker>,
+}
+
+impl Driver {
+    pub(crate) fn new() -> Driver {
+        Driver {
+            events: Events::with_capacity(256),
+            wake: Vec::with_capacity(64),
+        }
+    }
+}
+
+/// A registered source. Its owner calls [`Reactor::deregister`] before closing the fd.
+pub(crate) struct Registration {
+    pub(crate) io: Arc<ScheduledIo>,
+    key: u64,
+    fd: RawFd,
+}
+
+impl Reactor {
+    pub(crate) fn new() -> io::Result<Reactor> {
+        Ok(Reactor {
+            poller: Poller::new()?,
+            table: Mutex::new(Table {
+                slots: Vec::new(),
+                free: Vec::new(),
+            }),
+            driver: Mutex::new(Driver::new()),
+            sources: AtomicUsize::new(0),
+        })
+    }
+
+    /// Registers `fd` (already non-blocking) for edge-triggered reads and writes.
+    pub(crate) fn register(&self, fd: RawFd) -> io::Result<Registration> {
+        let io = Arc::new(ScheduledIo::new());
+        let key = {
+            let mut table = self.table.lock();
+            let index = match table.free.pop() {
+                Some(i) => i,
+                None => {
+                    let i = u32::try_from(table.slots.len()).map_err(|_| {
+                        io::Error::new(io::ErrorKind::OutOfMemory, "too many I/O registrations")
+                    })?;
+                    table.slots.push(Slot {
+                        generation: 0,
+                        io: None,
+                    });
+                    i
+                }
+            };
+            let slot = &mut table.slots[index as usize];
+            slot.io = Some(io.clone());
+            (u64::from(slot.generation) << INDEX_BITS) | u64::from(index)
+        };
+        if let Err(e) = self.poller.add(fd, key) {
+            self.release_slot(key);
+            return Err(e);
+        }
+        self.sources.fetch_add(1, Ordering::Relaxed);
+        Ok(Registration { io, key, fd })
+    }
+
+    fn release_slot(&self, key: u64) {
+        let mut table = self.table.lock();
+        let index = (key & INDEX_MASK) as u32;
+        let slot = &mut table.slots[index as usize];
+        slot.io = None;
+        slot.generation = slot.generation.wrapping_add(1);
+        table.free.push(index);
+    }
+
+    /// Removes a source from the poller and the table. Its fd must still be open.
+    pub(crate) fn deregister(&self, reg: &Registration) {
+        // An error here means the fd is already gone from the poller; nothing left to undo.
+        let _ = self.poller.delete(reg.fd);
+        self.release_slot(reg.key);
+        self.sources.fetch_sub(1, Ordering::Relaxed);
+        let mut wake = Vec::new();
+        reg.io.wake_all(&mut wake);
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    pub(crate) fn has_sources(&self) -> bool {
+        self.sources.load(Ordering::Relaxed) > 0
+    }
+
+    /// The right to *block* in the poller, if nobody else holds it. Polls that do not block
+    /// need no lock: epoll hands each edge to one caller, so they may run beside the blocked
+    /// one with a buffer of their own.
+    pub(crate) fn try_lock_driver(&self) -> Option<MutexGuard<'_, Driver>> {
+        self.driver.try_lock()
+    }
+
+    /// Waits for events (at most `timeout`; `None`: until one arrives or `notify`), and wakes
+    /// the tasks waiting on them. Returns how many tasks were woken.
+    pub(crate) fn turn(&self, driver: &mut Driver, timeout: Option<Duration>) -> usize {
+        if let Err(e) = self.poller.wait(&mut driver.events, timeout) {
+            tracing::error!(error = %e, "pitcrew: waiting for I/O events failed");
+            return 0;
+        }
+        let Driver { events, wake } = driver;
+        {
+            let table = self.table.lock();
+            for (key, readiness) in events.iter() {
+                let index = (key & INDEX_MASK) as usize;
+                let generation = (key >> INDEX_BITS) as u32;
+                match table.slots.get(index) {
+                    Some(Slot {
+                        generation: g,
+                        io: Some(io),
+                    }) if *g == generation => io.set_readiness(readiness, wake),
+                    // An event for a source deregistered since: ignore it.
+                    _ => {}
+                }
+            }
+        }
+        let woken = wake.len();
+        // Wakers may run user code: call them with no lock of ours held (the driver lock is
+        // held by our caller, and a waker never takes it).
+        for waker in wake.drain(..) {
+            waker.wake();
+        }
+        woken
+    }
+
+    /// Interrupts the thread waiting in `turn`, or makes its next wait return at once.
+    pub(crate) fn notify(&self) {
+        if let Err(e) = self.poller.notify() {
+            tracing::error!(error = %e, "pitcrew: could not wake the I/O driver");
+        }
+    }
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("sources", &self.sources.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("fd", &self.fd)
+            .field("io", &self.io)
+            .finish()
+    }
+}
