@@ -4,8 +4,8 @@
 //! threads ([`WORKERS`]):
 //!
 //! * pitcrew: `Runtime::builder().workers(WORKERS)`;
-//! * tokio: the multi-thread runtime with `worker_threads(WORKERS)` (no I/O or time driver: no
-//!   workload needs one);
+//! * tokio: the multi-thread runtime with `worker_threads(WORKERS)` and its I/O and time drivers
+//!   (for the network and timer rows);
 //! * async-executor: one `Executor` run by `WORKERS` threads, each in
 //!   `async_io::block_on(ex.run(shutdown))`.
 //!
@@ -31,7 +31,9 @@
 //! `row!("my_workload", my_workload)` to [`workloads`]. A workload that needs code specific to
 //! one runtime can instead fill the three closures of a [`Workload`] by hand. Workloads talk
 //! between tasks only through the runtime-neutral [`mailbox`] and [`SelfWake`], never through a
-//! runtime's own timers, channels or I/O.
+//! runtime's own timers, channels or I/O. The network rows in `compare/net.rs` and the timer
+//! rows in `compare/timers.rs` are the exceptions: they measure each runtime's own TCP and
+//! timers.
 
 // clippy.toml sends the crate's own locks through `crate::loom` so loom can model them. This
 // bench is outside the crate and wants plain std primitives that behave the same on all three
@@ -45,6 +47,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
+
+#[path = "compare/net.rs"]
+mod net;
+#[path = "compare/scope.rs"]
+mod scope;
+#[path = "compare/timers.rs"]
+mod timers;
+
+use net::{tcp_accept_churn, tcp_echo_1k, tcp_echo_lat, tcp_echo_tput};
+use scope::{cancel_fanout, nested_nursery, nursery_fanout, restart_storm_pitcrew, spawn_join_seq};
+use timers::{timeout_ready, timer_accuracy, timer_fire_1m, timer_register_cancel};
 
 /// Worker threads of every runtime under test.
 const WORKERS: usize = 2;
@@ -204,6 +217,8 @@ impl TokioRt {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKERS)
             .thread_name("tokio-worker")
+            .enable_io()
+            .enable_time()
             .build()
             .expect("build the tokio runtime");
         TokioRt { rt }
@@ -666,6 +681,26 @@ fn workloads() -> Vec<Workload> {
         row!("chained_spawn", chained_spawn),
         row!("spawn_recursively", spawn_recursively),
         row!("ring", ring),
+        row!("tcp_echo_lat", tcp_echo_lat),
+        row!("tcp_echo_tput", tcp_echo_tput),
+        row!("tcp_echo_1k", tcp_echo_1k),
+        row!("tcp_accept_churn", tcp_accept_churn),
+        row!("timer_register_cancel", timer_register_cancel),
+        row!("timer_fire_1m", timer_fire_1m),
+        row!("timeout_ready", timeout_ready),
+        row!("timer_accuracy", timer_accuracy),
+        row!("nursery_fanout", nursery_fanout),
+        row!("nested_nursery", nested_nursery),
+        row!("cancel_fanout", cancel_fanout),
+        row!("spawn_join_seq", spawn_join_seq),
+        // No other runtime has supervisors: the tokio and async-executor columns run
+        // `spawn_join_seq` as the reference (aim: a restart under 3x a spawn + join).
+        Workload {
+            name: "restart_storm",
+            pitcrew: Box::new(restart_storm_pitcrew),
+            tokio: Box::new(spawn_join_seq::<TokioRt>),
+            async_executor: Box::new(spawn_join_seq::<AsyncExecutorRt>),
+        },
     ]
 }
 
@@ -917,6 +952,9 @@ fn main() {
     for workload in &rows {
         let result = measure(workload, &runtimes, &config, &dog);
         print_row(&result, name_width);
+        for line in timers::notes(result.name) {
+            println!("{line}");
+        }
         results.push(result);
     }
 

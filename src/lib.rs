@@ -24,6 +24,11 @@
 //! - [`runtime`]: [`Runtime`], its [`Builder`], and [`Handle`] to reach it from any thread.
 //! - [`task`]: [`JoinHandle`], aborting, task ids and names,
 //!   [`task::Builder`].
+//! - [`time`]: [`sleep`](time::sleep), [`timeout`](time::timeout) and
+//!   [`interval`](time::interval), driven by one timer thread per runtime.
+//! - [`io`] and [`net`]: [`Async`](io::Async) for any file descriptor; TCP, UDP and Unix sockets
+//!   implementing `futures_io` (and tokio's I/O traits with the `tokio-io` feature).
+//! - `hyper` (feature `hyper`): an executor, a timer and an I/O adapter for hyper 1.x.
 //! - Free functions [`spawn`], [`spawn_blocking`] and [`yield_now`] work on the runtime of the
 //!   current thread.
 //!
@@ -47,10 +52,17 @@ pub(crate) mod loom;
 pub mod loom_api;
 
 mod blocking;
+#[cfg(any(feature = "tokio-io", feature = "hyper"))]
+mod compat;
 pub mod io;
+pub mod net;
+#[cfg(feature = "hyper")]
+pub use compat::hyper;
 pub mod runtime;
 mod scheduler;
+pub mod scope;
 pub mod task;
+pub mod time;
 
 use std::future::Future;
 use std::panic::Location;

@@ -274,4 +274,4 @@ pub(crate) use std::sync::atomic::Ordering;
 /// `std::sync::Arc` for user-visible payloads (task names, the public handles' data) that no
 /// protocol of ours synchronises through. Kept apart from [`Arc`] so that loom builds keep
 /// the public types' shapes.
-pub(crate) use std::sync::Arc as DataArc;
+pub(crate) use std::sync::{Arc as DataArc, Weak as DataWeak};

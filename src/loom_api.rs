@@ -64,7 +64,15 @@ impl MockScheduler {
     {
         let id = Id::next();
         let span = crate::runtime::task_span("task", id, None, Location::caller());
-        let raw = RawTask::new(future, MockSchedule(self.inner.clone()), id, None, span);
+        let raw = RawTask::new(
+            future,
+            MockSchedule(self.inner.clone()),
+            id,
+            None,
+            None,
+            span,
+            std::time::Instant::now(),
+        );
         // SAFETY: `RawTask::new` counted a reference for each of the handle and the first queue
         // entry; the owned list takes the third (or `shutdown` consumes it).
         let (join, task) = unsafe { (JoinHandle::new(raw), Notified::from_raw(raw)) };
@@ -219,3 +227,160 @@ impl IoSource {
         wake.into_iter().for_each(std::task::Waker::wake);
     }
 }
+
+/// A timer thread driven by hand: the model calls its turns and sleeps, with ticks for a clock.
+#[derive(Debug)]
+pub struct TimerDriver(crate::time::Driver);
+
+/// What timer entries share with a [`TimerDriver`].
+#[derive(Debug, Clone)]
+pub struct TimerHandle(Arc<crate::time::TimeShared>);
+
+/// A timer's handle side, as a `Sleep` holds it, with its deadline in ticks.
+#[derive(Debug)]
+pub struct TimerEntry {
+    shared: Arc<crate::time::TimeShared>,
+    registration: crate::time::Registration,
+    tick: u64,
+}
+
+/// A timer whose clock is at tick 0.
+pub fn timer() -> (TimerDriver, TimerHandle) {
+    let shared = Arc::new(crate::time::TimeShared::new());
+    (
+        TimerDriver(crate::time::Driver::new(shared.clone())),
+        TimerHandle(shared),
+    )
+}
+
+impl TimerDriver {
+    /// One turn of the timer thread at tick `now`: cancellations, due slots, registrations,
+    /// then the wakers. True when it saw registrations or cancellations.
+    pub fn turn(&mut self, now: u64) -> bool {
+        self.0.turn(now)
+    }
+
+    /// The next tick the thread would wake at, if any.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.0.next_deadline()
+    }
+
+    /// Entries linked in the wheel.
+    pub fn wheel_len(&self) -> usize {
+        self.0.wheel_len()
+    }
+
+    /// The thread's sleep when the clock is about to reach tick `horizon`: if its next deadline
+    /// is at or before it, the timed wait would end by itself (returns false at once);
+    /// otherwise it marks itself asleep and blocks until a handle wakes it (true), or finds a
+    /// registration waiting and does not sleep (false).
+    pub fn sleep_unless_due(&self, horizon: u64) -> bool {
+        let until = self.0.next_deadline().unwrap_or(crate::time::NEVER);
+        if until <= horizon || !self.0.prepare_sleep(until) {
+            return false;
+        }
+        self.0.sleep_until_woken();
+        true
+    }
+
+    /// Shuts the timer down (as a runtime shutdown does).
+    pub fn shutdown(&mut self) {
+        self.0.shutdown();
+    }
+}
+
+impl TimerHandle {
+    /// Registrations not yet fired or cancelled and freed.
+    pub fn live_timers(&self) -> usize {
+        self.0.live_timers()
+    }
+}
+
+impl TimerEntry {
+    /// A timer for tick `tick` (not registered until polled).
+    pub fn new(handle: &TimerHandle, tick: u64) -> TimerEntry {
+        TimerEntry {
+            shared: handle.0.clone(),
+            registration: crate::time::Registration::new(),
+            tick,
+        }
+    }
+
+    /// Polls as `Sleep` does: `Ready(Ok)` once fired, `Ready(Err)` after shutdown.
+    pub fn poll(&mut self, waker: &std::task::Waker) -> std::task::Poll<Result<(), ()>> {
+        self.registration
+            .poll(&self.shared, self.tick, waker)
+            .map(|r| r.map_err(drop))
+    }
+
+    /// Moves the deadline to `tick`, as `Sleep::reset` does.
+    pub fn reset(&mut self, tick: u64) {
+        self.tick = tick;
+        self.registration.reset(&self.shared, tick);
+    }
+}
+
+impl Drop for TimerEntry {
+    fn drop(&mut self) {
+        self.registration.cancel(&self.shared);
+    }
+}
+
+/// A scope record, for scope-tree models.
+#[derive(Debug, Clone)]
+pub struct ScopeModel(DataArc<crate::scope::tree::Scope>);
+
+impl ScopeModel {
+    /// A root scope.
+    pub fn root() -> Self {
+        ScopeModel(crate::scope::tree::Scope::new(None, None, false).expect("root"))
+    }
+
+    /// A child scope (`None` when the parent is closed).
+    pub fn child(&self, shield: bool) -> Option<Self> {
+        crate::scope::tree::Scope::new(Some(self.0.clone()), None, shield)
+            .ok()
+            .map(ScopeModel)
+    }
+
+    /// Adds an explicit cancel request.
+    pub fn cancel(&self) {
+        self.0.cancel(crate::scope::CancelReason::Explicit);
+    }
+
+    /// Withdraws a request; returns what is left.
+    pub fn uncancel(&self) -> usize {
+        self.0.uncancel()
+    }
+
+    /// Pending requests.
+    pub fn cancelling(&self) -> usize {
+        self.0.cancelling()
+    }
+
+    /// The O(1) effective check.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// Reserves a waited member slot; dropping the returned value ends the membership.
+    pub fn join(&self) -> Option<ScopeMember> {
+        self.0.reserve(false, None).ok().map(ScopeMember)
+    }
+
+    /// Registers `waker` as the owner's and returns the waited members alive, as the nursery
+    /// does before deciding to wait.
+    pub fn owner_wait(&self, waker: &std::task::Waker) -> usize {
+        self.0.lock().owner_waker = Some(waker.clone());
+        self.0.lock().live_waited
+    }
+
+    /// Closes the scope to new members.
+    pub fn close(&self) {
+        self.0.close();
+    }
+}
+
+/// A member of a [`ScopeModel`].
+#[derive(Debug)]
+pub struct ScopeMember(crate::scope::tree::Membership);

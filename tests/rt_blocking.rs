@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use common::{join, recv, wait_until, within, DropCounter, Latch, Rendezvous, TIMEOUT};
 
-/// A runtime with the given blocking settings whose thread hooks count starts and stops.
+/// A runtime with the given blocking settings whose thread hooks count starts and stops (of
+/// workers and blocking threads: not the timer thread).
 fn pool_runtime(
     workers: usize,
     max_blocking: usize,
@@ -29,10 +30,14 @@ fn pool_runtime(
             .max_blocking_threads(max_blocking)
             .blocking_keep_alive(keep_alive)
             .on_thread_start(move || {
-                started.fetch_add(1, Ordering::SeqCst);
+                if !common::is_timer_thread() {
+                    started.fetch_add(1, Ordering::SeqCst);
+                }
             })
             .on_thread_stop(move || {
-                stopped.fetch_add(1, Ordering::SeqCst);
+                if !common::is_timer_thread() {
+                    stopped.fetch_add(1, Ordering::SeqCst);
+                }
             })
             .build()
             .unwrap()

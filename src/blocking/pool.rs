@@ -114,7 +114,15 @@ impl BlockingPool {
     {
         let id = Id::next();
         let span = crate::runtime::task_span("blocking", id, None, location);
-        let raw = RawTask::new(BlockingTask(Some(f)), BlockingSchedule, id, None, span);
+        let raw = RawTask::new(
+            BlockingTask(Some(f)),
+            BlockingSchedule,
+            id,
+            None,
+            None,
+            span,
+            crate::scheduler::coarse_now(),
+        );
         // SAFETY: `RawTask::new` gives three references: one for the handle, one for the queue
         // entry, and the owned-list one, which blocking tasks do not use and drop here.
         let (join, task) = unsafe { (JoinHandle::new(raw), Notified::from_raw(raw)) };

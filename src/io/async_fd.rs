@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use crate::io::reactor::Registration;
-use crate::io::scheduled_io::Direction;
+use crate::io::scheduled_io::{Direction, ScheduledIo};
 use crate::loom::Arc;
 use crate::runtime::Handle;
 use crate::scheduler::Shared;
@@ -126,22 +126,8 @@ impl<T: AsFd> Async<T> {
         dir: Direction,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        ready!(coop::poll_proceed(cx));
-        loop {
-            let ev = match self.registration.io.poll_ready(cx, dir) {
-                Poll::Ready(ev) => ev,
-                Poll::Pending => {
-                    coop::refund();
-                    return Poll::Pending;
-                }
-            };
-            match op(self.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.registration.io.clear_readiness(ev);
-                }
-                result => return Poll::Ready(result),
-            }
-        }
+        let io = self.io.as_ref().expect("Async used after into_inner");
+        poll_io(&self.registration.io, cx, dir, || op(io), |_| false)
     }
 
     /// One attempt at a read-side operation; on `WouldBlock` the task is registered to be woken
@@ -161,6 +147,48 @@ impl<T: AsFd> Async<T> {
         op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         self.poll_with(cx, Direction::Write, op)
+    }
+
+    /// [`Async::poll_read_with`] for a stream read of `len` bytes: a read that returns fewer
+    /// (but not zero) bytes has drained the socket, so readiness is cleared at once and the
+    /// next read waits for the reactor instead of paying a syscall to learn `WouldBlock`.
+    pub(crate) fn poll_read_stream(
+        &self,
+        cx: &mut Context<'_>,
+        len: usize,
+        op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_stream(cx, Direction::Read, len, op)
+    }
+
+    /// [`Async::poll_write_with`] for a stream write of `len` bytes: a short write has filled
+    /// the send buffer, so write readiness is cleared at once.
+    pub(crate) fn poll_write_stream(
+        &self,
+        cx: &mut Context<'_>,
+        len: usize,
+        op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_stream(cx, Direction::Write, len, op)
+    }
+
+    fn poll_stream(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        len: usize,
+        mut op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let io = self.io.as_ref().expect("Async used after into_inner");
+        // Edge-triggered: new data (or room) after a short transfer is a new event with a
+        // newer tick, which the clear leaves alone.
+        poll_io(
+            &self.registration.io,
+            cx,
+            dir,
+            || op(io),
+            |&n| n > 0 && n < len,
+        )
     }
 
     /// Runs `op` until it does not fail with `WouldBlock`, waiting for readability in between.
@@ -203,21 +231,39 @@ impl<T: AsFd> Async<T> {
         dir: Direction,
         mut op: impl FnMut(&mut T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        ready!(coop::poll_proceed(cx));
-        loop {
-            let ev = match self.registration.io.poll_ready(cx, dir) {
-                Poll::Ready(ev) => ev,
-                Poll::Pending => {
-                    coop::refund();
-                    return Poll::Pending;
-                }
-            };
-            match op(self.get_mut()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.registration.io.clear_readiness(ev);
-                }
-                result => return Poll::Ready(result),
+        let io = self.io.as_mut().expect("Async used after into_inner");
+        poll_io(&self.registration.io, cx, dir, || op(io), |_| false)
+    }
+}
+
+/// Attempts an operation while the source is ready in `dir`; `WouldBlock` clears the readiness
+/// that was seen and waits for more. `drained` says when a successful result also shows the
+/// readiness is used up (a short stream transfer), saving the syscall that would learn it.
+fn poll_io<R>(
+    source: &ScheduledIo,
+    cx: &mut Context<'_>,
+    dir: Direction,
+    mut attempt: impl FnMut() -> io::Result<R>,
+    drained: impl Fn(&R) -> bool,
+) -> Poll<io::Result<R>> {
+    ready!(coop::poll_proceed(cx));
+    loop {
+        let ev = match source.poll_ready(cx, dir) {
+            Poll::Ready(ev) => ev,
+            Poll::Pending => {
+                coop::refund();
+                return Poll::Pending;
             }
+        };
+        match attempt() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => source.clear_readiness(ev),
+            Ok(r) => {
+                if drained(&r) {
+                    source.clear_readiness(ev);
+                }
+                return Poll::Ready(Ok(r));
+            }
+            Err(e) => return Poll::Ready(Err(e)),
         }
     }
 }
@@ -265,7 +311,8 @@ where
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_read_with(cx, |mut io| io.read(buf))
+        let len = buf.len();
+        self.poll_read_stream(cx, len, |mut io| io.read(buf))
     }
 
     fn poll_read_vectored(
@@ -286,7 +333,8 @@ where
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, |mut io| io.write(buf))
+        let len = buf.len();
+        self.poll_write_stream(cx, len, |mut io| io.write(buf))
     }
 
     fn poll_write_vectored(

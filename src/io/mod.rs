@@ -1,7 +1,7 @@
 //! I/O readiness: [`Async<T>`] wraps any file descriptor so tasks can wait for it.
 //!
-//! Sockets with a friendlier API are in [`net`](crate::net) once available; `Async` is the
-//! building block for everything else (pipes, terminals, raw sockets).
+//! Sockets with a friendlier API are in [`net`](crate::net); `Async` is the building block for
+//! everything else (pipes, terminals, raw sockets).
 
 // Design notes
 // ============

@@ -4,9 +4,10 @@
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 
-use crate::loom::Arc;
+use crate::loom::{Arc, DataArc};
 use crate::runtime::Handle;
 use crate::scheduler::{with_current_worker, Shared};
+use crate::scope::tree::Scope;
 use crate::task::raw::Header;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -25,6 +26,8 @@ struct Context {
     handle: RefCell<Option<Handle>>,
     kind: Cell<ThreadKind>,
     task: Cell<Option<NonNull<Header>>>,
+    /// A scope entered inline by the code being polled (nursery body, shield, move_on_after).
+    scope: Cell<*const DataArc<Scope>>,
 }
 
 crate::loom::thread_local! {
@@ -33,6 +36,7 @@ crate::loom::thread_local! {
             handle: RefCell::new(None),
             kind: Cell::new(ThreadKind::Other),
             task: Cell::new(None),
+            scope: Cell::new(std::ptr::null()),
         }
     };
 }
@@ -157,4 +161,53 @@ pub(crate) fn with_current_task<R>(f: impl FnOnce(Option<&Header>) -> R) -> R {
     // SAFETY: the pointer is set by `enter_task` while the task is being polled (or dropped)
     // on this thread, which holds a reference to it; the guard clears it afterwards.
     f(ptr.map(|p| unsafe { p.as_ref() }))
+}
+
+/// Marks a scope entered inline until the guard drops.
+pub(crate) struct ScopeGuard {
+    previous: *const DataArc<Scope>,
+}
+
+/// Enters `scope` for the code polled until the guard drops. The caller keeps `scope` alive
+/// and in place (a pinned future's field) for that time.
+pub(crate) fn enter_scope(scope: &DataArc<Scope>) -> ScopeGuard {
+    let previous = CONTEXT
+        .try_with(|c| c.scope.replace(scope as *const _))
+        .unwrap_or(std::ptr::null());
+    ScopeGuard { previous }
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        let previous = self.previous;
+        let _ = CONTEXT.try_with(|c| c.scope.set(previous));
+    }
+}
+
+/// The scope entered inline, else the running task's scope; `None` means the root scope.
+pub(crate) fn with_nonroot_scope<R>(f: impl FnOnce(Option<&DataArc<Scope>>) -> R) -> R {
+    let (entered, task) = CONTEXT
+        .try_with(|c| (c.scope.get(), c.task.get()))
+        .unwrap_or((std::ptr::null(), None));
+    if !entered.is_null() {
+        // SAFETY: `enter_scope`'s caller keeps the scope in place until its guard drops, and the
+        // guard restores the previous pointer before then.
+        return f(Some(unsafe { &*entered }));
+    }
+    // SAFETY: as in `with_current_task`: the task is being polled on this thread.
+    let header = task.map(|p| unsafe { p.as_ref() });
+    f(header.and_then(|h| h.scope.as_ref()))
+}
+
+/// The current scope, the runtime's root scope included; `None` outside a runtime.
+pub(crate) fn with_current_scope<R>(f: impl FnOnce(Option<&DataArc<Scope>>) -> R) -> R {
+    let mut f = Some(f);
+    let out = with_nonroot_scope(|s| s.map(|s| (f.take().expect("called once"))(Some(s))));
+    match out {
+        Some(r) => r,
+        None => {
+            let f = f.take().expect("called once");
+            with_scheduler(|shared| f(shared.map(|s| &s.root)))
+        }
+    }
 }

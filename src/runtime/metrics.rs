@@ -38,6 +38,9 @@ pub struct Metrics {
     pub blocking_queue_depth: usize,
     /// Polls that ran longer than the slow-poll threshold.
     pub slow_polls: u64,
+    /// Timers registered with the timer thread and not yet fired, or cancelled and freed
+    /// (a gauge: each is one small allocation).
+    pub timers: usize,
     /// The same counters per worker.
     pub per_worker: Vec<WorkerMetrics>,
 }
@@ -90,6 +93,7 @@ impl Metrics {
             blocking_threads: shared.blocking.num_threads(),
             blocking_queue_depth: shared.blocking.queue_depth(),
             slow_polls: shared.slow_polls.get(),
+            timers: shared.time.live_timers(),
             per_worker,
         }
     }

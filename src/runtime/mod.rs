@@ -60,14 +60,39 @@ pub(crate) fn task_span(
     name: Option<&str>,
     location: &'static Location<'static>,
 ) -> tracing::Span {
-    tracing::trace_span!(
-        target: "runtime::spawn",
-        "runtime.spawn",
-        kind = kind,
-        task.id = id.as_u64(),
-        task.name = name.unwrap_or(""),
-        loc.file = location.file(),
-        loc.line = location.line(),
-        loc.col = location.column(),
-    )
+    task_span_in(kind, id, name, location, None)
+}
+
+/// [`task_span`] with an explicit parent: a task spawned into a scope is shown under the
+/// scope's span.
+pub(crate) fn task_span_in(
+    kind: &'static str,
+    id: Id,
+    name: Option<&str>,
+    location: &'static Location<'static>,
+    parent: Option<&tracing::Span>,
+) -> tracing::Span {
+    match parent {
+        None => tracing::trace_span!(
+            target: "runtime::spawn",
+            "runtime.spawn",
+            kind = kind,
+            task.id = id.as_u64(),
+            task.name = name.unwrap_or(""),
+            loc.file = location.file(),
+            loc.line = location.line(),
+            loc.col = location.column(),
+        ),
+        Some(parent) => tracing::trace_span!(
+            target: "runtime::spawn",
+            parent: parent,
+            "runtime.spawn",
+            kind = kind,
+            task.id = id.as_u64(),
+            task.name = name.unwrap_or(""),
+            loc.file = location.file(),
+            loc.line = location.line(),
+            loc.col = location.column(),
+        ),
+    }
 }

@@ -34,6 +34,7 @@ use crate::task::JoinHandle;
 pub struct Runtime {
     handle: Handle,
     workers: Vec<thread::JoinHandle<()>>,
+    timer: Option<thread::JoinHandle<()>>,
     shut_down: bool,
 }
 
@@ -72,6 +73,12 @@ impl Runtime {
             on_start: b.on_thread_start.clone(),
             on_stop: b.on_thread_stop.clone(),
         });
+        let timer_config = crate::time::ThreadConfig {
+            name: format!("{}-timer", b.thread_name),
+            stack_size: b.stack_size,
+            on_start: b.on_thread_start.clone(),
+            on_stop: b.on_thread_stop.clone(),
+        };
         let config = scheduler::Config {
             workers,
             thread_name: b.thread_name,
@@ -87,6 +94,7 @@ impl Runtime {
                 shared: shared.clone(),
             },
             workers: Vec::with_capacity(workers),
+            timer: None,
             shut_down: false,
         };
         for (index, (local, parker)) in locals.into_iter().enumerate() {
@@ -103,6 +111,13 @@ impl Runtime {
                     drop(rt);
                     return Err(BuildError::Spawn(err));
                 }
+            }
+        }
+        match crate::time::start_thread(&rt.handle, timer_config) {
+            Ok(timer) => rt.timer = timer,
+            Err(err) => {
+                drop(rt);
+                return Err(BuildError::Spawn(err));
             }
         }
         Ok(rt)
@@ -165,6 +180,8 @@ impl Runtime {
         self.shut_down = true;
         let shared = &self.handle.shared;
         shared.close();
+        // Tasks see `scope::is_cancelled()` (reason `Shutdown`) during the grace period.
+        shared.root.cancel(crate::scope::CancelReason::Shutdown);
         // Counted after the close, so that no spawn slips in between and skews the report.
         let alive_at_start = shared.owned.len();
         let alive = shared.wait_for_tasks(grace);
@@ -180,6 +197,13 @@ impl Runtime {
         shared.shutdown_owned(0);
         shared.drain_injector();
         shared.blocking.shutdown();
+        // Step 6, last: tasks and blocking jobs may sleep until they are gone.
+        shared.time.stop();
+        if let Some(timer) = self.timer.take() {
+            if timer.thread().id() != me {
+                let _ = timer.join();
+            }
+        }
         ShutdownReport {
             completed_in_grace: alive_at_start.saturating_sub(alive),
             dropped: alive,

@@ -32,6 +32,7 @@
 //!    entries of its deque and LIFO slot and of the injector; then exits.
 //! 5. The owner joins the workers, drops what the injector still holds, and shuts down the
 //!    blocking pool.
+//! 6. The owner stops the timer thread (`time/`), which lets go of every timer still pending.
 
 mod idle;
 mod park;
@@ -45,7 +46,8 @@ use std::time::Duration;
 use crate::blocking::BlockingPool;
 use crate::io::reactor::Reactor;
 use crate::loom::{Arc, AtomicBool, Condvar, Counter, DataArc, Mutex, Ordering};
-use crate::runtime::{task_span, Hook};
+use crate::runtime::{task_span_in, Hook};
+use crate::scope::tree::Scope;
 use crate::task::list::OwnedTasks;
 use crate::task::raw::{Header, Notified, RawTask, Schedule};
 use crate::task::{Id, JoinHandle, SpawnError};
@@ -53,7 +55,7 @@ use crate::task::{Id, JoinHandle, SpawnError};
 pub(crate) use idle::Idle;
 pub(crate) use park::{Parker, Unparker};
 pub(crate) use queue::{Injector, Local, Steal, Stealer};
-pub(crate) use worker::{run_worker, with_current_worker};
+pub(crate) use worker::{coarse_now, run_worker, with_current_worker};
 
 /// A worker looks at the injector before its own queue every this many ticks.
 pub(crate) const EVENT_INTERVAL: u32 = if cfg!(loom) { 4 } else { 61 };
@@ -106,10 +108,15 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) blocking: BlockingPool,
     pub(crate) io: Reactor,
+    /// The root of the scope tree: plain tasks outside any nursery belong here, and shutdown
+    /// cancels it.
+    pub(crate) root: DataArc<Scope>,
     drain: Drain,
     pub(crate) remote_spawned: Counter,
     pub(crate) injected: Counter,
     pub(crate) slow_polls: Counter,
+    /// What sleeps share with the timer thread (`time/`).
+    pub(crate) time: Arc<crate::time::TimeShared>,
 }
 
 impl Shared {
@@ -140,6 +147,7 @@ impl Shared {
             config,
             blocking,
             io,
+            root: Scope::new(None, Some("root".into()), false).expect("a root scope has no parent"),
             drain: Drain {
                 waiting: AtomicBool::new(false),
                 lock: Mutex::new(()),
@@ -148,11 +156,13 @@ impl Shared {
             remote_spawned: Counter::new(0),
             injected: Counter::new(0),
             slow_polls: Counter::new(0),
+            time: Arc::new(crate::time::TimeShared::new()),
         });
         (shared, locals)
     }
 
-    /// Spawns a task. After shutdown the handle resolves to a cancelled error at once.
+    /// Spawns a task in the current scope. After shutdown the handle resolves to a cancelled
+    /// error at once.
     pub(crate) fn spawn<F>(
         this: &Arc<Self>,
         future: F,
@@ -163,7 +173,25 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, task) = Self::bind_new(this, future, name, location);
+        match crate::runtime::context::with_nonroot_scope(|s| s.cloned()) {
+            None => Self::spawn_in(this, future, name, None, location),
+            Some(scope) => crate::scope::spawn_member(this, scope, future, name, location),
+        }
+    }
+
+    /// Spawns a task that belongs to `scope` (`None`: the root scope).
+    pub(crate) fn spawn_in<F>(
+        this: &Arc<Self>,
+        future: F,
+        name: Option<DataArc<str>>,
+        scope: Option<DataArc<Scope>>,
+        location: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (join, task) = Self::bind_new(this, future, name, scope, location);
         if let Some(task) = task {
             Self::schedule_spawned(this, task);
         }
@@ -184,7 +212,12 @@ impl Shared {
         if this.owned.is_closed() {
             return Err(SpawnError::Shutdown);
         }
-        match Self::bind_new(this, future, name, location) {
+        let scope = crate::runtime::context::with_nonroot_scope(|s| s.cloned());
+        if let Some(scope) = scope {
+            // Into the current scope, as a plain spawn would.
+            return crate::scope::try_spawn_member(this, scope, future, name, location);
+        }
+        match Self::bind_new(this, future, name, None, location) {
             (join, Some(task)) => {
                 Self::schedule_spawned(this, task);
                 Ok(join)
@@ -199,6 +232,7 @@ impl Shared {
         this: &Arc<Self>,
         future: F,
         name: Option<DataArc<str>>,
+        scope: Option<DataArc<Scope>>,
         location: &'static Location<'static>,
     ) -> (JoinHandle<F::Output>, Option<Notified>)
     where
@@ -206,8 +240,14 @@ impl Shared {
         F::Output: Send + 'static,
     {
         let id = Id::next();
-        let span = task_span("task", id, name.as_deref(), location);
-        let raw = RawTask::new(future, this.clone(), id, name, span);
+        let span = task_span_in(
+            "task",
+            id,
+            name.as_deref(),
+            location,
+            scope.as_ref().map(|s| &s.span),
+        );
+        let raw = RawTask::new(future, this.clone(), id, name, scope, span, coarse_now());
         // SAFETY: `RawTask::new` counted one reference for each of these two, and the third
         // for the owned list, which `bind` takes over (or `shutdown` consumes).
         let (join, task) = unsafe { (JoinHandle::new(raw), Notified::from_raw(raw)) };

@@ -29,6 +29,9 @@ pub(crate) struct WorkerCx {
     /// Event buffer for polls of the reactor that do not block.
     io_events: std::cell::RefCell<crate::io::reactor::Driver>,
     tick: Cell<u32>,
+    /// A clock reading refreshed every `EVENT_INTERVAL` ticks and after each park: spawn
+    /// times for dumps, without a clock read per spawn.
+    coarse_now: Cell<std::time::Instant>,
     lifo_streak: Cell<u32>,
     rng: Cell<u32>,
 }
@@ -45,6 +48,15 @@ pub(crate) fn with_current_worker<R>(f: impl FnOnce(Option<&WorkerCx>) -> R) -> 
         // SAFETY: the pointer is set by `run_worker` to a `WorkerCx` on its stack and cleared
         // before that frame ends; only this thread reads it.
         f(unsafe { ptr.as_ref() })
+    })
+}
+
+/// A recent clock reading: the worker's coarse clock on a worker thread, the real clock
+/// elsewhere.
+pub(crate) fn coarse_now() -> std::time::Instant {
+    with_current_worker(|w| match w {
+        Some(w) => w.coarse_now.get(),
+        None => std::time::Instant::now(),
     })
 }
 
@@ -65,6 +77,7 @@ pub(crate) fn run_worker(
         in_driver: Cell::new(false),
         io_events: std::cell::RefCell::new(crate::io::reactor::Driver::new()),
         tick: Cell::new(0),
+        coarse_now: Cell::new(std::time::Instant::now()),
         lifo_streak: Cell::new(0),
         rng: Cell::new(0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B)),
     };
@@ -119,6 +132,7 @@ impl WorkerCx {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick % EVENT_INTERVAL == 0 {
+            self.coarse_now.set(std::time::Instant::now());
             // Busy workers still look at I/O now and then, so sockets are not starved by CPU
             // work; the events' tasks join our queue behind what is there.
             self.poll_io();
@@ -274,6 +288,14 @@ impl WorkerCx {
             shared.notify_parked();
         }
         shared.remotes[self.index].stats.parks.add_local(1);
+        // Refresh the coarse clock when the park ends, however it ends.
+        struct Refresh<'a>(&'a Cell<std::time::Instant>);
+        impl Drop for Refresh<'_> {
+            fn drop(&mut self) {
+                self.0.set(std::time::Instant::now());
+            }
+        }
+        let _refresh = Refresh(&self.coarse_now);
         // Only the last worker to fall asleep waits in the poller: while any worker is awake
         // it polls for I/O itself, and a sleeper in the poller would only be woken by the
         // kernel (15-22 us) for events the awake worker picks up anyway.

@@ -24,6 +24,8 @@ pub struct JoinError {
 
 enum Repr {
     Cancelled,
+    /// A scope child failed; its error (when not taken by the scope) is kept here.
+    Failed(Option<Mutex<Box<dyn Any + Send + 'static>>>),
     // The payload sits behind a mutex so that `JoinError` is `Sync` while the payload is only
     // `Send`; it is touched once, when the error is consumed.
     Panic(Mutex<Box<dyn Any + Send + 'static>>),
@@ -41,6 +43,28 @@ impl JoinError {
         JoinError {
             id,
             repr: Repr::Panic(Mutex::new(payload)),
+        }
+    }
+
+    pub(crate) fn failed(id: Id, error: Option<Box<dyn Any + Send + 'static>>) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::Failed(error.map(Mutex::new)),
+        }
+    }
+
+    /// True when a scope child returned an error. The error itself went to the nursery's
+    /// [`ScopeError`](crate::scope::ScopeError), unless the child was `isolated()`, in which case
+    /// [`JoinError::into_failure`] gives it back.
+    pub fn is_failed(&self) -> bool {
+        matches!(self.repr, Repr::Failed(_))
+    }
+
+    /// The error of an isolated scope child, to downcast to its type.
+    pub fn into_failure(self) -> Option<Box<dyn Any + Send + 'static>> {
+        match self.repr {
+            Repr::Failed(Some(e)) => Some(e.into_inner()),
+            _ => None,
         }
     }
 
@@ -69,7 +93,7 @@ impl JoinError {
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
             Repr::Panic(p) => Ok(p.into_inner()),
-            Repr::Cancelled => Err(self),
+            Repr::Cancelled | Repr::Failed(_) => Err(self),
         }
     }
 
@@ -91,6 +115,7 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => write!(f, "task {} was cancelled", self.id),
+            Repr::Failed(_) => write!(f, "task {} failed (its error went to its scope)", self.id),
             Repr::Panic(p) => match panic_message(&**p.lock()) {
                 Some(msg) => write!(f, "task {} panicked with message {msg:?}", self.id),
                 None => write!(f, "task {} panicked", self.id),
@@ -103,6 +128,7 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => write!(f, "JoinError::Cancelled({:?})", self.id),
+            Repr::Failed(_) => write!(f, "JoinError::Failed({:?})", self.id),
             Repr::Panic(p) => match panic_message(&**p.lock()) {
                 Some(msg) => write!(f, "JoinError::Panic({:?}, {msg:?})", self.id),
                 None => write!(f, "JoinError::Panic({:?}, ...)", self.id),

@@ -79,6 +79,7 @@ where
     pub(crate) fn poll(self) {
         match self.header().state.transition_to_running() {
             ToRunning::Success => {
+                self.header().polls.add_local(1);
                 let _task = context::enter_task(self.header());
                 match self.poll_future() {
                     Poll::Ready(output) => {

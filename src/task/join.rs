@@ -129,6 +129,12 @@ impl AbortHandle {
     pub fn id(&self) -> Id {
         self.raw.id()
     }
+
+    /// Drops the task's future on this thread now, unless a worker is polling it (then right
+    /// after that poll, on the worker).
+    pub(crate) fn cancel_now(&self) {
+        self.raw.cancel_now();
+    }
 }
 
 impl Clone for AbortHandle {

@@ -139,6 +139,18 @@ impl OwnedTasks {
             .collect()
     }
 
+    /// Calls `f` on every live task, one shard locked at a time (never the whole list).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Header)) {
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            for entry in &shard.entries {
+                if let Entry::Occupied(t) = entry {
+                    f(t.header());
+                }
+            }
+        }
+    }
+
     /// Live tasks.
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len).sum()

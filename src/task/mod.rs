@@ -70,12 +70,18 @@ pub(crate) mod state;
 pub(crate) mod waker;
 
 mod builder;
+mod combinators;
+mod dump;
 mod error;
 mod id;
 mod join;
 mod yield_now;
 
 pub use builder::Builder;
+pub use combinators::{
+    as_completed, join_all, spawn_after, try_join_all, wait, AsCompleted, ReturnWhen,
+};
+pub use dump::{dump, TaskInfo, TaskState};
 pub use error::{JoinError, SpawnError};
 pub use id::{id, name, try_id, Id};
 pub use join::{AbortHandle, JoinHandle};

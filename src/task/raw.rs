@@ -7,7 +7,8 @@ use std::ptr::NonNull;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use crate::loom::{DataArc, UnsafeCell};
+use crate::loom::{Counter, DataArc, UnsafeCell};
+use crate::scope::tree::Scope;
 use crate::task::harness::Harness;
 use crate::task::state::State;
 use crate::task::{Id, JoinError};
@@ -46,7 +47,13 @@ pub(crate) struct Header {
     /// Index in the owned-task list shard. Read and written only under that shard's lock.
     pub(crate) owned_index: UnsafeCell<usize>,
     pub(crate) name: Option<DataArc<str>>,
+    /// The scope the task belongs to; `None`: the runtime's root scope.
+    pub(crate) scope: Option<DataArc<Scope>>,
     pub(crate) span: tracing::Span,
+    /// Polls so far (statistics for dumps; written by the poller only).
+    pub(crate) polls: Counter,
+    /// When it was spawned, from a clock the workers refresh now and then (dumps only).
+    pub(crate) born: std::time::Instant,
 }
 
 /// The type-specific operations of a task.
@@ -104,7 +111,9 @@ impl RawTask {
         scheduler: S,
         id: Id,
         name: Option<DataArc<str>>,
+        scope: Option<DataArc<Scope>>,
         span: tracing::Span,
+        born: std::time::Instant,
     ) -> RawTask
     where
         F: Future + Send + 'static,
@@ -118,7 +127,10 @@ impl RawTask {
                 id,
                 owned_index: UnsafeCell::new(usize::MAX),
                 name,
+                scope,
                 span,
+                polls: Counter::new(0),
+                born,
             },
             scheduler,
             stage: UnsafeCell::new(Stage::Running(future)),
@@ -169,6 +181,15 @@ impl RawTask {
             // SAFETY: that was the last reference: nobody else can reach the task.
             unsafe { (self.header().vtable.dealloc)(self.ptr) }
         }
+    }
+
+    /// Cancels the task here and now when nobody is polling it (its future is dropped on this
+    /// thread before this returns); a task being polled elsewhere is flagged and dropped by its
+    /// poller right after that poll.
+    pub(crate) fn cancel_now(self) {
+        self.header().state.ref_inc();
+        // SAFETY: `shutdown` consumes the reference just added.
+        unsafe { (self.header().vtable.shutdown)(self.ptr) }
     }
 
     /// Abort from a `JoinHandle` or `AbortHandle`.

@@ -61,6 +61,20 @@ impl Snapshot {
     pub(crate) fn is_idle(self) -> bool {
         self.0 & LIFECYCLE == 0
     }
+    /// Where the task is, for dumps.
+    pub(crate) fn describe(self) -> crate::task::TaskState {
+        use crate::task::TaskState;
+        if self.is_complete() {
+            TaskState::Complete
+        } else if self.is_running() {
+            TaskState::Running
+        } else if self.is_notified() {
+            TaskState::Scheduled
+        } else {
+            TaskState::Idle
+        }
+    }
+
     pub(crate) fn ref_count(self) -> usize {
         self.0 >> REF_SHIFT
     }

@@ -174,6 +174,14 @@ impl WakerSlot {
     }
 }
 
+/// True on a runtime's timer thread (named "{thread_name}-timer"). It runs the thread hooks
+/// too; tests that count workers and blocking threads through the hooks leave it out.
+pub(crate) fn is_timer_thread() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|name| name.ends_with("-timer"))
+}
+
 /// A runtime with `n` workers, panicking on a build error.
 pub(crate) fn runtime(workers: usize) -> pitcrew::Runtime {
     pitcrew::Runtime::builder()

@@ -1,0 +1,204 @@
+//! Observing cancellation: `is_cancelled`, `cancelled().await`, `checkpoint()`, and the types
+//! that say why.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use crate::loom::{DataArc, Mutex};
+use crate::runtime::context;
+use crate::scope::tree::Scope;
+use crate::task;
+
+/// Why a scope is cancelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelReason {
+    /// `cancel()` was called on the scope.
+    Explicit,
+    /// The scope's deadline passed.
+    Deadline,
+    /// A sibling (or the body, reported with the owning task's id) failed.
+    SiblingFailed(task::Id),
+    /// An enclosing scope was cancelled, for a reason not otherwise known.
+    Parent,
+    /// The runtime is shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelReason::Explicit => f.write_str("cancelled explicitly"),
+            CancelReason::Deadline => f.write_str("its deadline passed"),
+            CancelReason::SiblingFailed(id) => write!(f, "task {id} in the scope failed"),
+            CancelReason::Parent => f.write_str("an enclosing scope was cancelled"),
+            CancelReason::Shutdown => f.write_str("the runtime is shutting down"),
+        }
+    }
+}
+
+/// The current scope is cancelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled {
+    /// Why.
+    pub reason: CancelReason,
+}
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cancelled: {}", self.reason)
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Identifies a scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopeId(pub(crate) u64);
+
+impl fmt::Display for ScopeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A reference to a scope, from [`current`]: its id, name, parent, deadline, requests.
+#[derive(Clone)]
+pub struct ScopeRef {
+    pub(crate) scope: DataArc<Scope>,
+}
+
+impl ScopeRef {
+    /// The scope's id.
+    pub fn id(&self) -> ScopeId {
+        self.scope.id
+    }
+
+    /// The scope's name, if it was given one.
+    pub fn name(&self) -> Option<DataArc<str>> {
+        self.scope.name.clone()
+    }
+
+    /// The enclosing scope (`None` for the runtime's root scope).
+    pub fn parent(&self) -> Option<ScopeRef> {
+        self.scope.parent.clone().map(|scope| ScopeRef { scope })
+    }
+
+    /// The scope's deadline, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.scope.deadline.lock()
+    }
+
+    /// Pending cancel requests on the scope itself.
+    pub fn cancelling(&self) -> usize {
+        self.scope.cancelling()
+    }
+
+    /// Whether the scope is cancelled (its own requests, or an enclosing scope's).
+    pub fn is_cancelled(&self) -> bool {
+        self.scope.is_cancelled()
+    }
+}
+
+impl fmt::Debug for ScopeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeRef")
+            .field("id", &self.scope.id)
+            .field("name", &self.scope.name)
+            .field("cancelled", &self.scope.is_cancelled())
+            .finish()
+    }
+}
+
+/// Holds a scope's deadline (a `Mutex` so a nursery can move it while running).
+pub(crate) type Deadline = Mutex<Option<Instant>>;
+
+/// The scope the current code runs in: a scope entered inline (a nursery body, a shield, a
+/// `move_on_after`), else the running task's scope, else the runtime's root scope. `None`
+/// outside any runtime.
+pub(crate) fn with_current_scope<R>(f: impl FnOnce(Option<&DataArc<Scope>>) -> R) -> R {
+    context::with_current_scope(f)
+}
+
+/// True when the current task's scope (or an enclosing one, unless shielded) is cancelled.
+/// False outside a runtime.
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::builder().workers(1).build().unwrap();
+/// rt.block_on(async {
+///     assert!(!pitcrew::scope::is_cancelled());
+/// });
+/// ```
+pub fn is_cancelled() -> bool {
+    with_current_scope(|s| s.is_some_and(|s| s.is_cancelled()))
+}
+
+/// `Err(Cancelled)` when the current scope is cancelled: a cheap check for CPU loops.
+///
+/// # Errors
+///
+/// [`Cancelled`] with the reason, while the scope is cancelled.
+pub fn checkpoint() -> Result<(), Cancelled> {
+    with_current_scope(|s| match s {
+        Some(s) if s.is_cancelled() => Err(Cancelled {
+            reason: s.reason().unwrap_or(CancelReason::Parent),
+        }),
+        _ => Ok(()),
+    })
+}
+
+/// Resolves when the current scope becomes cancelled (at once if it is).
+///
+/// # Cancel safety
+///
+/// Cancel safe.
+pub fn cancelled() -> CancelledFuture {
+    CancelledFuture {
+        scope: with_current_scope(|s| s.cloned()),
+    }
+}
+
+/// The future returned by [`cancelled`].
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct CancelledFuture {
+    scope: Option<DataArc<Scope>>,
+}
+
+impl Future for CancelledFuture {
+    type Output = Cancelled;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Cancelled> {
+        let Some(scope) = &self.scope else {
+            return Poll::Pending;
+        };
+        if scope.wait_cancelled(cx.waker()) {
+            Poll::Pending
+        } else {
+            Poll::Ready(Cancelled {
+                reason: scope.reason().unwrap_or(CancelReason::Parent),
+            })
+        }
+    }
+}
+
+impl fmt::Debug for CancelledFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelledFuture")
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// The scope the current code runs in (`None` outside a runtime).
+pub fn current() -> Option<ScopeRef> {
+    with_current_scope(|s| {
+        s.map(|scope| ScopeRef {
+            scope: scope.clone(),
+        })
+    })
+}

@@ -1,0 +1,138 @@
+//! What a nursery returns when it did not succeed.
+
+use std::any::Any;
+use std::fmt;
+
+use crate::loom::DataArc;
+use crate::scope::Cancelled;
+use crate::task;
+
+/// How a child (or the body) failed.
+pub enum FailureKind<E> {
+    /// It returned `Err`.
+    Error(E),
+    /// It panicked; the payload, for [`std::panic::resume_unwind`].
+    Panic(Box<dyn Any + Send + 'static>),
+}
+
+/// One failure in a nursery.
+pub struct Failure<E> {
+    /// The failed child's task id; `None` for the nursery body.
+    pub task: Option<task::Id>,
+    /// The child's name, if it had one.
+    pub name: Option<DataArc<str>>,
+    /// The error or the panic.
+    pub kind: FailureKind<E>,
+}
+
+/// A nursery did not produce its body's value.
+pub enum ScopeError<E> {
+    /// Children or the body failed. Never empty; `[0]` is the failure that cancelled the rest.
+    Failed(Vec<Failure<E>>),
+    /// The scope itself was cancelled (explicitly, by its deadline, or by an enclosing scope)
+    /// before the body produced its value.
+    Cancelled(Cancelled),
+}
+
+impl<E> ScopeError<E> {
+    /// The first failure's error; resumes its panic when it was one.
+    ///
+    /// # Panics
+    ///
+    /// Resumes the trigger's panic; panics when the scope was cancelled rather than failed
+    /// (use [`ScopeError::failures`] or match on the error to handle that case).
+    #[track_caller]
+    pub fn into_first(self) -> E {
+        match self {
+            ScopeError::Failed(failures) => {
+                let first = failures
+                    .into_iter()
+                    .next()
+                    .expect("ScopeError::Failed is never empty");
+                match first.kind {
+                    FailureKind::Error(e) => e,
+                    FailureKind::Panic(p) => std::panic::resume_unwind(p),
+                }
+            }
+            ScopeError::Cancelled(c) => panic!("ScopeError::into_first on a cancelled scope ({c})"),
+        }
+    }
+
+    /// The failures (empty when the scope was cancelled).
+    pub fn failures(&self) -> &[Failure<E>] {
+        match self {
+            ScopeError::Failed(f) => f,
+            ScopeError::Cancelled(_) => &[],
+        }
+    }
+
+    /// True when the scope was cancelled rather than failed.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, ScopeError::Cancelled(_))
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for FailureKind<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureKind::Error(e) => f.debug_tuple("Error").field(e).finish(),
+            FailureKind::Panic(p) => f
+                .debug_tuple("Panic")
+                .field(&task::panic_message(&**p).unwrap_or("<non-string payload>"))
+                .finish(),
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Failure<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failure")
+            .field("task", &self.task)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for ScopeError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScopeError::Failed(v) => f.debug_tuple("Failed").field(v).finish(),
+            ScopeError::Cancelled(c) => f.debug_tuple("Cancelled").field(c).finish(),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Failure<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.task, &self.name) {
+            (None, _) => f.write_str("the nursery body")?,
+            (Some(id), Some(name)) => write!(f, "child {name} (task {id})")?,
+            (Some(id), None) => write!(f, "child task {id}")?,
+        }
+        match &self.kind {
+            FailureKind::Error(e) => write!(f, " failed: {e}"),
+            FailureKind::Panic(p) => match task::panic_message(&**p) {
+                Some(m) => write!(f, " panicked: {m}"),
+                None => f.write_str(" panicked"),
+            },
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for ScopeError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScopeError::Failed(v) => {
+                write!(f, "{} failure(s) in the scope; first: ", v.len())?;
+                match v.first() {
+                    Some(first) => first.fmt(f),
+                    None => f.write_str("none"),
+                }
+            }
+            ScopeError::Cancelled(c) => write!(f, "the scope was {c}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for ScopeError<E> {}

@@ -1,0 +1,407 @@
+//! Nurseries: a scope whose body runs inline in the calling task and whose children are all
+//! joined; the first failure cancels the rest.
+//!
+//! The nursery future drives everything from the owning task: it polls the body, watches the
+//! scope's deadline, and once the scope is cancelled it hard-cancels the body and the children
+//! whose grace has run out. It returns when the body has ended and every member of the scope has
+//! ended and been dropped.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::loom::{AtomicBool, DataArc, Mutex, Ordering};
+use crate::runtime::{context, Handle};
+use crate::scheduler::Shared;
+use crate::scope::child::{ChildBuilder, ChildHandle, ChildOpts};
+use crate::scope::tree::Scope;
+use crate::scope::{
+    CancelReason, Cancelled, Failure, FailureKind, ScopeError, ScopeId, ScopeOptions,
+};
+use crate::task;
+use crate::time::Sleep;
+
+/// What the nursery's children and handles share.
+pub(crate) struct NurseryShared<E> {
+    pub(crate) scope: DataArc<Scope>,
+    pub(crate) runtime: crate::loom::Arc<Shared>,
+    failures: Mutex<Failures<E>>,
+    /// The nursery is winding down on its own (a master child ended, or only background
+    /// members are left): the cancellation this causes is not a reason to fail.
+    finishing: AtomicBool,
+    grace: Duration,
+}
+
+struct Failures<E> {
+    list: Vec<Failure<E>>,
+    /// The scope was already cancelled for another reason when the first failure came: the
+    /// failures are taken as consequences of that cancellation.
+    after_cancel: bool,
+}
+
+impl<E> NurseryShared<E> {
+    /// Records a failure; the first one cancels the scope.
+    pub(crate) fn fail(&self, failure: Failure<E>) {
+        let mut f = self.failures.lock();
+        let first = f.list.is_empty();
+        if first && self.scope.is_cancelled() && !self.finishing.load(Ordering::Acquire) {
+            f.after_cancel = true;
+        }
+        let id = failure
+            .task
+            .or_else(task::try_id)
+            .unwrap_or_else(task::Id::next);
+        f.list.push(failure);
+        drop(f);
+        if first {
+            self.scope.cancel(CancelReason::SiblingFailed(id));
+        }
+    }
+
+    /// A master child ended: the scope is cancelled, as the nursery finishing.
+    pub(crate) fn master_ended(&self) {
+        self.finishing.store(true, Ordering::Release);
+        self.scope.cancel(CancelReason::Explicit);
+    }
+}
+
+/// A handle to a nursery: spawn children into it, cancel it, move its deadline. Cloneable and
+/// `'static`, so it can be passed down to children.
+pub struct Nursery<E> {
+    pub(crate) shared: DataArc<NurseryShared<E>>,
+}
+
+impl<E> Clone for Nursery<E> {
+    fn clone(&self) -> Self {
+        Nursery {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<E: Send + 'static> Nursery<E> {
+    /// Spawns a child. Its `Err` or panic cancels the body and every sibling and is returned
+    /// in the nursery's [`ScopeError::Failed`].
+    #[track_caller]
+    pub fn spawn<F, T>(&self, future: F) -> ChildHandle<T>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.child().spawn(future)
+    }
+
+    /// A builder for a child with options (name, isolated, master, background, grace).
+    pub fn child(&self) -> ChildBuilder<'_, E> {
+        ChildBuilder {
+            nursery: self,
+            name: None,
+            opts: ChildOpts::default(),
+        }
+    }
+}
+
+impl<E> Nursery<E> {
+    /// Adds a cancel request (asyncio's `cancel`): the body and children see
+    /// [`is_cancelled`](crate::scope::is_cancelled) and, after the grace period, are dropped.
+    pub fn cancel(&self) {
+        self.shared.scope.cancel(CancelReason::Explicit);
+    }
+
+    /// Withdraws a request (asyncio's `uncancel`); returns how many are left. When none are
+    /// left before the grace period ends, the scope carries on as if never cancelled.
+    pub fn uncancel(&self) -> usize {
+        self.shared.scope.uncancel()
+    }
+
+    /// Pending cancel requests (asyncio's `cancelling`).
+    pub fn cancelling(&self) -> usize {
+        self.shared.scope.cancelling()
+    }
+
+    /// Sets (or moves) the deadline at which the scope cancels itself.
+    pub fn set_deadline(&self, deadline: Instant) {
+        *self.shared.scope.deadline.lock() = Some(deadline);
+        let waker = self.shared.scope.lock().owner_waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The scope's deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.shared.scope.deadline.lock()
+    }
+
+    /// Children alive now.
+    pub fn len(&self) -> usize {
+        self.shared.scope.lock().live_all
+    }
+
+    /// True when no child is alive.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The scope's id.
+    pub fn id(&self) -> ScopeId {
+        self.shared.scope.id
+    }
+}
+
+impl<E> fmt::Debug for Nursery<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Nursery")
+            .field("scope", &self.shared.scope)
+            .finish()
+    }
+}
+
+/// Runs `body` in a new nursery; see [`nursery_with`].
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::scope::nursery;
+///
+/// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+/// let total = rt.block_on(nursery(|n| async move {
+///     let a = n.spawn(async { Ok::<_, std::io::Error>(20) });
+///     let b = n.spawn(async { Ok(22) });
+///     Ok(a.await.unwrap() + b.await.unwrap())
+/// }));
+/// assert_eq!(total.unwrap(), 42);
+/// ```
+///
+/// # Panics
+///
+/// Outside a pitcrew runtime.
+pub async fn nursery<T, E, F, Fut>(body: F) -> Result<T, ScopeError<E>>
+where
+    F: FnOnce(Nursery<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    nursery_with(ScopeOptions::new(), body).await
+}
+
+/// Runs `body` inline in the calling task, in a new scope, with a [`Nursery`] to spawn
+/// children. Returns once the body and every child have ended and been dropped:
+/// `Ok(value)` with the body's value, or [`ScopeError::Failed`] with every failure (the one
+/// that cancelled the rest first), or [`ScopeError::Cancelled`] when the scope was cancelled
+/// before the body produced its value.
+///
+/// # Cancel safety
+///
+/// Dropping the returned future cancels the scope and aborts every child at once.
+///
+/// # Panics
+///
+/// Outside a pitcrew runtime.
+pub async fn nursery_with<T, E, F, Fut>(opts: ScopeOptions, body: F) -> Result<T, ScopeError<E>>
+where
+    F: FnOnce(Nursery<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    let runtime = Handle::current().shared;
+    let parent = context::with_current_scope(|s| s.cloned());
+    let scope = match Scope::new(parent, opts.name.clone(), false) {
+        Ok(scope) => scope,
+        Err(()) => {
+            return Err(ScopeError::Cancelled(Cancelled {
+                reason: CancelReason::Parent,
+            }))
+        }
+    };
+    if let Some(deadline) = opts.deadline {
+        *scope.deadline.lock() = Some(deadline);
+    }
+    let shared = DataArc::new(NurseryShared {
+        scope: scope.clone(),
+        runtime,
+        failures: Mutex::new(Failures {
+            list: Vec::new(),
+            after_cancel: false,
+        }),
+        finishing: AtomicBool::new(false),
+        grace: opts.grace,
+    });
+    let body = {
+        let _enter = context::enter_scope(&scope);
+        body(Nursery {
+            shared: shared.clone(),
+        })
+    };
+    NurseryFuture {
+        scope,
+        shared,
+        body: Some(Box::pin(body)),
+        output: None,
+        cancelled_at: None,
+        deadline_fired: false,
+        background_cancelled: false,
+        timer: None,
+        done: false,
+    }
+    .await
+}
+
+struct NurseryFuture<Fut, T, E> {
+    scope: DataArc<Scope>,
+    shared: DataArc<NurseryShared<E>>,
+    body: Option<Pin<Box<Fut>>>,
+    output: Option<T>,
+    cancelled_at: Option<Instant>,
+    deadline_fired: bool,
+    background_cancelled: bool,
+    timer: Option<Pin<Box<Sleep>>>,
+    done: bool,
+}
+
+impl<Fut, T, E> Unpin for NurseryFuture<Fut, T, E> {}
+
+impl<Fut: Future<Output = Result<T, E>>, T, E> NurseryFuture<Fut, T, E> {
+    /// Polls the body once, recording its value or failure when it ends.
+    fn poll_body(&mut self, cx: &mut Context<'_>) {
+        let Some(body) = self.body.as_mut() else {
+            return;
+        };
+        let outcome = match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => return,
+            Ok(Poll::Ready(Ok(v))) => Ok(v),
+            Ok(Poll::Ready(Err(e))) => Err(FailureKind::Error(e)),
+            Err(payload) => Err(FailureKind::Panic(payload)),
+        };
+        self.body = None;
+        match outcome {
+            Ok(v) => self.output = Some(v),
+            Err(kind) => self.shared.fail(Failure {
+                task: None,
+                name: None,
+                kind,
+            }),
+        }
+    }
+
+    /// The next instant something is due (the deadline, or a hard cancellation), after
+    /// performing whatever is due now.
+    fn run_timers(&mut self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let deadline = *self.scope.deadline.lock();
+        if let Some(d) = deadline {
+            if d <= now {
+                if !self.deadline_fired {
+                    self.deadline_fired = true;
+                    self.scope.cancel(CancelReason::Deadline);
+                }
+            } else {
+                // A deadline moved later re-arms.
+                self.deadline_fired = false;
+                next = Some(d);
+            }
+        }
+        if self.scope.is_cancelled() {
+            let at = *self.cancelled_at.get_or_insert(now);
+            let grace = self.shared.grace;
+            if let Some(due) = self.scope.abort_members_due(at, grace, now) {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+            match at.checked_add(grace) {
+                Some(hard) if hard <= now => {
+                    // Hard cancellation of the body: drop it, never while it is being polled.
+                    self.body = None;
+                }
+                Some(hard) if self.body.is_some() => {
+                    next = Some(next.map_or(hard, |n| n.min(hard)))
+                }
+                _ => {}
+            }
+        } else {
+            // Every request was withdrawn within the grace period: carry on.
+            self.cancelled_at = None;
+        }
+        next
+    }
+
+    fn result(&mut self) -> Result<T, ScopeError<E>> {
+        let mut failures = self.shared.failures.lock();
+        let list = std::mem::take(&mut failures.list);
+        let after_cancel = failures.after_cancel;
+        drop(failures);
+        if !list.is_empty() && !after_cancel {
+            return Err(ScopeError::Failed(list));
+        }
+        match self.output.take() {
+            Some(v) => Ok(v),
+            None => Err(ScopeError::Cancelled(Cancelled {
+                reason: self.scope.reason().unwrap_or(CancelReason::Parent),
+            })),
+        }
+    }
+}
+
+impl<Fut: Future<Output = Result<T, E>>, T, E> Future for NurseryFuture<Fut, T, E> {
+    type Output = Result<T, ScopeError<E>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let scope = this.scope.clone();
+        let _enter = context::enter_scope(&scope);
+        loop {
+            scope.lock().owner_waker = Some(cx.waker().clone());
+            let now = Instant::now();
+            let next = this.run_timers(now);
+            this.poll_body(cx);
+
+            let (waited, all) = {
+                let s = scope.lock();
+                (s.live_waited, s.live_all)
+            };
+            if this.body.is_none() && waited == 0 && all > 0 && !this.background_cancelled {
+                // Only background members are left: they are cancelled now.
+                this.background_cancelled = true;
+                this.shared.finishing.store(true, Ordering::Release);
+                scope.cancel(CancelReason::Parent);
+                continue;
+            }
+            if this.body.is_none() && all == 0 {
+                scope.close();
+                this.done = true;
+                return Poll::Ready(this.result());
+            }
+            match next {
+                Some(at) => {
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(crate::time::sleep_until(at)));
+                    if timer.deadline() != at {
+                        timer.as_mut().reset(at);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        continue;
+                    }
+                }
+                None => this.timer = None,
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl<Fut, T, E> Drop for NurseryFuture<Fut, T, E> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Dropped mid-flight (it lost a select, or its task was aborted): cancel everything
+        // at once. The body goes first, then every child, and the drop returns only once they
+        // are all gone, so the owning task is not reported finished before its children.
+        self.scope.cancel(CancelReason::Parent);
+        self.body = None;
+        self.scope.reap_now();
+    }
+}

@@ -1,0 +1,379 @@
+//! Supervisors: restart policies, strategies, intensity, back-off, shutdown and trees.
+
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pitcrew::scope::{
+    self, supervisor, ChildSpec, ChildState, Restart, Strategy, SupervisorError, SupervisorOptions,
+};
+use pitcrew::Runtime;
+
+use common::{within, TIMEOUT};
+
+fn rt() -> Runtime {
+    Runtime::builder().workers(2).build().expect("runtime")
+}
+
+fn lenient() -> SupervisorOptions {
+    SupervisorOptions::new().intensity(100, Duration::from_secs(10))
+}
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn log(l: &Log, s: impl Into<String>) {
+    l.lock().unwrap().push(s.into());
+}
+
+/// A child that logs "start NAME", then runs until cancelled and logs "stop NAME".
+fn logged(name: &'static str, l: &Log) -> ChildSpec {
+    let l = l.clone();
+    ChildSpec::new(name, move || {
+        let l = l.clone();
+        async move {
+            log(&l, format!("start {name}"));
+            scope::cancelled().await;
+            log(&l, format!("stop {name}"));
+            Ok::<(), String>(())
+        }
+    })
+}
+
+#[test]
+fn temporary_child_failure_leaves_siblings_running() {
+    within("temporary", TIMEOUT, || {
+        let rt = rt();
+        rt.block_on(supervisor(lenient(), |sup| async move {
+            let sibling = sup.spawn(async {
+                pitcrew::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, String>("sibling finished")
+            });
+            let failing = sup.spawn(async { Err::<(), _>("temporary failure") });
+            assert!(failing.await.unwrap_err().is_failed());
+            assert_eq!(sibling.await.unwrap(), "sibling finished");
+        }))
+        .unwrap();
+    });
+}
+
+#[test]
+fn permanent_child_that_panics_is_restarted() {
+    within("permanent", TIMEOUT, || {
+        let rt = rt();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let s = starts.clone();
+        rt.block_on(supervisor(lenient(), move |sup| async move {
+            let s2 = s.clone();
+            sup.add(ChildSpec::new("crasher", move || {
+                let n = s2.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < 3 {
+                        panic!("crash {n}");
+                    }
+                    scope::cancelled().await;
+                    Ok::<(), String>(())
+                }
+            }));
+            while s.load(Ordering::SeqCst) < 4 {
+                pitcrew::time::sleep(Duration::from_millis(1)).await;
+            }
+            let info = &sup.children()[0];
+            assert_eq!(info.restarts, 3);
+            assert_eq!(&*info.name, "crasher");
+            sup.shutdown().await;
+        }))
+        .unwrap();
+        assert_eq!(starts.load(Ordering::SeqCst), 4);
+    });
+}
+
+#[test]
+fn transient_child_ending_ok_is_not_restarted() {
+    within("transient", TIMEOUT, || {
+        let rt = rt();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let s = starts.clone();
+        rt.block_on(supervisor(lenient(), move |sup| async move {
+            let s2 = s.clone();
+            sup.add(
+                ChildSpec::new("once", move || {
+                    s2.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<(), String>(()) }
+                })
+                .restart(Restart::Transient),
+            );
+        }))
+        .unwrap();
+        assert_eq!(starts.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn one_for_all_stops_in_reverse_and_restarts_in_order() {
+    within("one for all", TIMEOUT, || {
+        let rt = rt();
+        let l: Log = Arc::default();
+        let l2 = l.clone();
+        let fail_once = Arc::new(AtomicUsize::new(0));
+        rt.block_on(supervisor(
+            lenient()
+                .strategy(Strategy::OneForAll)
+                .grace(Duration::from_secs(5)),
+            move |sup| async move {
+                sup.add(logged("a", &l2));
+                let f = fail_once.clone();
+                let l3 = l2.clone();
+                sup.add(ChildSpec::new("b", move || {
+                    let first = f.fetch_add(1, Ordering::SeqCst) == 0;
+                    let l3 = l3.clone();
+                    async move {
+                        log(&l3, "start b");
+                        if first {
+                            pitcrew::time::sleep(Duration::from_millis(10)).await;
+                            log(&l3, "fail b");
+                            return Err("b failed".to_string());
+                        }
+                        scope::cancelled().await;
+                        log(&l3, "stop b");
+                        Ok(())
+                    }
+                }));
+                sup.add(logged("c", &l2));
+                // Wait for the restart round: a, b, c started twice.
+                loop {
+                    let starts = l2
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter(|e| e.starts_with("start"))
+                        .count();
+                    if starts == 6 {
+                        break;
+                    }
+                    pitcrew::time::sleep(Duration::from_millis(1)).await;
+                }
+                sup.shutdown().await;
+            },
+        ))
+        .unwrap();
+        let events = l.lock().unwrap().clone();
+        let after_fail: Vec<_> = events
+            .iter()
+            .skip_while(|e| *e != "fail b")
+            .skip(1)
+            .take(5)
+            .cloned()
+            .collect();
+        assert_eq!(
+            after_fail,
+            ["stop c", "stop a", "start a", "start b", "start c"],
+            "full log: {events:?}"
+        );
+    });
+}
+
+#[test]
+fn rest_for_one_restarts_only_the_later_children() {
+    within("rest for one", TIMEOUT, || {
+        let rt = rt();
+        let l: Log = Arc::default();
+        let l2 = l.clone();
+        let fail_once = Arc::new(AtomicUsize::new(0));
+        rt.block_on(supervisor(
+            lenient().strategy(Strategy::RestForOne),
+            move |sup| async move {
+                sup.add(logged("a", &l2));
+                let f = fail_once.clone();
+                let l3 = l2.clone();
+                sup.add(ChildSpec::new("b", move || {
+                    let first = f.fetch_add(1, Ordering::SeqCst) == 0;
+                    let l3 = l3.clone();
+                    async move {
+                        log(&l3, "start b");
+                        if first {
+                            pitcrew::time::sleep(Duration::from_millis(10)).await;
+                            return Err("b failed".to_string());
+                        }
+                        scope::cancelled().await;
+                        Ok(())
+                    }
+                }));
+                sup.add(logged("c", &l2));
+                loop {
+                    let n = l2
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter(|e| e.starts_with("start"))
+                        .count();
+                    if n == 5 {
+                        break;
+                    }
+                    pitcrew::time::sleep(Duration::from_millis(1)).await;
+                }
+                // Give a wrong restart of `a` a chance to show.
+                pitcrew::time::sleep(Duration::from_millis(20)).await;
+                sup.shutdown().await;
+            },
+        ))
+        .unwrap();
+        let events = l.lock().unwrap().clone();
+        let a_starts = events.iter().filter(|e| *e == "start a").count();
+        let c_starts = events.iter().filter(|e| *e == "start c").count();
+        assert_eq!(
+            a_starts, 1,
+            "a was started before b: not restarted ({events:?})"
+        );
+        assert_eq!(c_starts, 2, "c was started after b: restarted ({events:?})");
+    });
+}
+
+#[test]
+fn intensity_exceeded_stops_everything_and_names_the_child() {
+    within("intensity", TIMEOUT, || {
+        let rt = rt();
+        let l: Log = Arc::default();
+        let l2 = l.clone();
+        let out = rt.block_on(supervisor(
+            SupervisorOptions::new().intensity(3, Duration::from_secs(10)),
+            move |sup| async move {
+                sup.add(logged("steady", &l2));
+                sup.add(ChildSpec::new("doomed", || async {
+                    Err::<(), _>("always")
+                }));
+            },
+        ));
+        match out {
+            Err(SupervisorError::IntensityExceeded { child, restarts }) => {
+                assert_eq!(&*child, "doomed");
+                assert_eq!(restarts, 4);
+            }
+            other => panic!("expected intensity exceeded, got {other:?}"),
+        }
+        assert!(
+            l.lock().unwrap().contains(&"stop steady".to_string()),
+            "the steady child was not stopped"
+        );
+    });
+}
+
+#[test]
+fn backoff_delays_grow_and_are_bounded() {
+    within("backoff", TIMEOUT, || {
+        let rt = rt();
+        let times: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let t = times.clone();
+        rt.block_on(supervisor(
+            lenient().backoff(Duration::from_millis(4), Duration::from_millis(16)),
+            move |sup| async move {
+                let t2 = t.clone();
+                sup.add(ChildSpec::new("flaky", move || {
+                    t2.lock().unwrap().push(Instant::now());
+                    async { Err::<(), _>("again") }
+                }));
+                while t.lock().unwrap().len() < 6 {
+                    pitcrew::time::sleep(Duration::from_millis(2)).await;
+                }
+                sup.shutdown().await;
+            },
+        ))
+        .unwrap();
+        let times = times.lock().unwrap();
+        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        // 4, 8, 16, 16, 16 ms (never shorter; bounded by the maximum, with slack above).
+        let expected = [4u64, 8, 16, 16, 16];
+        for (gap, want) in gaps.iter().zip(expected) {
+            assert!(*gap >= Duration::from_millis(want), "gaps {gaps:?}");
+            assert!(*gap < Duration::from_millis(want + 200), "gaps {gaps:?}");
+        }
+    });
+}
+
+#[test]
+fn shutdown_lets_a_cooperative_child_clean_up_and_drops_the_other() {
+    within("shutdown grace", TIMEOUT, || {
+        let rt = rt();
+        let l: Log = Arc::default();
+        let l2 = l.clone();
+        let started = Instant::now();
+        rt.block_on(supervisor(
+            lenient().grace(Duration::from_millis(50)),
+            move |sup| async move {
+                sup.add(logged("cooperative", &l2));
+                let l3 = l2.clone();
+                sup.add(ChildSpec::new("stubborn", move || {
+                    let l3 = l3.clone();
+                    async move {
+                        log(&l3, "start stubborn");
+                        std::future::pending::<()>().await;
+                        log(&l3, "never");
+                        Ok::<(), String>(())
+                    }
+                }));
+                pitcrew::time::sleep(Duration::from_millis(5)).await;
+                sup.shutdown().await;
+                let infos = sup.children();
+                assert!(
+                    infos.iter().all(|c| c.state == ChildState::Stopped),
+                    "{infos:?}"
+                );
+            },
+        ))
+        .unwrap();
+        let events = l.lock().unwrap().clone();
+        assert!(
+            events.contains(&"stop cooperative".to_string()),
+            "{events:?}"
+        );
+        assert!(!events.contains(&"never".to_string()));
+        assert!(
+            started.elapsed() >= Duration::from_millis(50),
+            "the stubborn child got no grace"
+        );
+    });
+}
+
+#[test]
+fn a_nested_supervisor_that_gives_up_is_a_failure_in_its_parent() {
+    within("tree", TIMEOUT, || {
+        let rt = rt();
+        let inner_starts = Arc::new(AtomicUsize::new(0));
+        let s = inner_starts.clone();
+        let out = rt.block_on(supervisor(
+            SupervisorOptions::new().intensity(1, Duration::from_secs(10)),
+            move |sup| async move {
+                let s = s.clone();
+                sup.add(ChildSpec::new("inner-supervisor", move || {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        supervisor(
+                            SupervisorOptions::new().intensity(2, Duration::from_secs(10)),
+                            |inner| async move {
+                                inner.add(ChildSpec::new("worker", || async {
+                                    Err::<(), _>("worker crashed")
+                                }));
+                            },
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
+                    }
+                }));
+            },
+        ));
+        match out {
+            Err(SupervisorError::IntensityExceeded { child, .. }) => {
+                assert_eq!(&*child, "inner-supervisor");
+            }
+            other => panic!("expected escalation, got {other:?}"),
+        }
+        assert_eq!(
+            inner_starts.load(Ordering::SeqCst),
+            2,
+            "the outer restarted the inner once"
+        );
+    });
+}
