@@ -62,6 +62,7 @@ mod error;
 mod nursery;
 mod shield;
 mod spec;
+mod supervised;
 mod supervisor;
 pub(crate) mod tree;
 
@@ -81,7 +82,8 @@ pub use spec::{
     ChildId, ChildInfo, ChildSpec, ChildState, Restart, Strategy, SupervisorError,
     SupervisorOptions,
 };
-pub use supervisor::{supervisor, Supervisor};
+pub use supervised::Supervisor;
+pub use supervisor::supervisor;
 
 pub(crate) use child::{spawn_member, try_spawn_member};
 
