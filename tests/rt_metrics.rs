@@ -156,3 +156,30 @@ fn metrics_steals_count_tasks_taken_from_a_blocked_worker() {
         m.steals > 0 && m.per_worker.iter().any(|w| w.steals > 0)
     });
 }
+
+#[test]
+fn metrics_io_registrations_counts_live_sockets() {
+    let rt = Arc::new(runtime(2));
+    assert_eq!(
+        rt.metrics().io_registrations,
+        0,
+        "a fresh runtime has no sources"
+    );
+    let rt2 = rt.clone();
+    let during = common::within("register three sockets", TIMEOUT, move || {
+        rt2.block_on(async {
+            let a = pitcrew::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let b = pitcrew::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let l = pitcrew::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap();
+            let during = rt2.metrics().io_registrations;
+            drop((a, b, l));
+            during
+        })
+    });
+    assert_eq!(during, 3);
+    wait_until("sockets deregistered", TIMEOUT, || {
+        rt.metrics().io_registrations == 0
+    });
+}

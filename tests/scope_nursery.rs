@@ -538,3 +538,64 @@ fn a_deadline_can_be_moved_while_the_nursery_runs() {
         );
     });
 }
+
+#[test]
+fn task_dump_display_prints_an_indented_scope_tree() {
+    within("dump_tree", TIMEOUT, || {
+        let rt = rt();
+        let loose = rt.spawn(std::future::pending::<()>());
+        let (tree, top, deep) = rt
+            .block_on(nursery_with(
+                ScopeOptions::new().name("outer"),
+                move |n| async move {
+                    let top = n
+                        .child()
+                        .name("top")
+                        .spawn(std::future::pending::<Result<(), String>>());
+                    let out = n
+                        .spawn(async {
+                            nursery_with(ScopeOptions::new().name("inner"), |n2| async move {
+                                let deep = n2
+                                    .child()
+                                    .name("deep")
+                                    .spawn(std::future::pending::<Result<(), String>>());
+                                pitcrew::yield_now().await;
+                                let tree = task::dump_tree(&pitcrew::Handle::current()).to_string();
+                                n2.cancel();
+                                Ok::<_, String>((tree, deep.id()))
+                            })
+                            .await
+                            .map_err(|e| format!("{e:?}"))
+                        })
+                        .await
+                        .map_err(|e| format!("{e:?}"))?;
+                    n.cancel();
+                    let (tree, deep) = out;
+                    Ok::<_, String>((tree, top.id(), deep))
+                },
+            ))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let lines: Vec<&str> = tree.lines().collect();
+        assert!(lines[0].starts_with("runtime ("), "{tree}");
+        let find = |prefix: String| {
+            lines
+                .iter()
+                .position(|l| l.starts_with(&prefix))
+                .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{tree}"))
+        };
+        let loose_at = find(format!("  task {} ", loose.id()));
+        let outer_at = find("  outer".to_owned());
+        let top_at = find(format!("    task {} \"top\" ", top));
+        let inner_at = find("    inner".to_owned());
+        let deep_at = find(format!("      task {} \"deep\" ", deep));
+        assert!(
+            loose_at < outer_at && outer_at < top_at && top_at < inner_at && inner_at < deep_at,
+            "tree out of order:\n{tree}"
+        );
+        for l in &lines[1..] {
+            if l.trim_start().starts_with("task ") {
+                assert!(l.contains(" polls=") && l.contains(" age="), "{l}");
+            }
+        }
+    });
+}

@@ -126,3 +126,137 @@ fn task_id_display_and_debug_are_not_empty() {
     assert!(!format!("{id:?}").is_empty());
     join("task", h).unwrap();
 }
+
+#[test]
+fn eager_task_that_completes_synchronously_is_finished_when_spawn_returns() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let rt = std::sync::Arc::new(runtime(2));
+    let rt2 = rt.clone();
+    let (injected_before, injected_after, eager_id, handle_id) =
+        within("eager spawn from block_on", TIMEOUT, move || {
+            rt2.block_on(async {
+                let ran = Arc::new(AtomicBool::new(false));
+                let flag = ran.clone();
+                let before = rt2.metrics().injected;
+                let handle = task::Builder::new()
+                    .name("eager")
+                    .eager()
+                    .spawn(async move {
+                        flag.store(true, Ordering::SeqCst);
+                        (task::id(), task::name())
+                    })
+                    .expect("the runtime is running");
+                assert!(
+                    ran.load(Ordering::SeqCst),
+                    "the side effect is visible at once"
+                );
+                assert!(handle.is_finished(), "the handle is finished at once");
+                let after = rt2.metrics().injected;
+                assert_eq!(task::try_id(), None, "block_on's own context is restored");
+                let handle_id = handle.id();
+                let (id, name) = handle.await.unwrap();
+                assert_eq!(name.as_deref(), Some("eager"));
+                (before, after, id, handle_id)
+            })
+        });
+    assert_eq!(eager_id, handle_id, "task::id() inside is the eager task's");
+    assert_eq!(
+        injected_after, injected_before,
+        "a finished eager task is never queued"
+    );
+}
+
+#[test]
+fn eager_spawn_on_a_worker_restores_the_spawners_task_id() {
+    let rt = runtime(2);
+    let outer = rt.spawn(async {
+        let me = task::id();
+        let handle = task::Builder::new()
+            .eager()
+            .spawn(async { task::id() })
+            .expect("the runtime is running");
+        assert!(handle.is_finished(), "eager from a worker finishes inline");
+        let inner_seen = handle.id();
+        let inner = handle.await.unwrap();
+        assert_eq!(inner, inner_seen, "task::id() inside is the eager task's");
+        assert_ne!(inner, me);
+        assert_eq!(
+            task::id(),
+            me,
+            "the spawner's task id is restored afterwards"
+        );
+    });
+    join("the spawner task", outer).unwrap();
+}
+
+#[test]
+fn eager_task_that_awaits_continues_on_the_runtime() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let rt = runtime(2);
+    let out = within("eager task awaiting a channel", TIMEOUT, move || {
+        rt.block_on(async {
+            let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+            let started = Arc::new(AtomicBool::new(false));
+            let flag = started.clone();
+            let handle = task::Builder::new()
+                .eager()
+                .spawn(async move {
+                    flag.store(true, Ordering::SeqCst);
+                    let v = rx.await.expect("the sender sends");
+                    (v + 1, task::id())
+                })
+                .expect("the runtime is running");
+            assert!(
+                started.load(Ordering::SeqCst),
+                "the first poll ran before spawn returned"
+            );
+            assert!(!handle.is_finished(), "it waits for the channel");
+            tx.send(41).unwrap();
+            let id = handle.id();
+            let (v, seen) = handle.await.unwrap();
+            assert_eq!(seen, id);
+            v
+        })
+    });
+    assert_eq!(out, 42);
+}
+
+#[test]
+fn eager_task_panicking_on_its_first_poll_is_contained_in_the_join_error() {
+    let rt = runtime(2);
+    let err = within("eager task that panics", TIMEOUT, move || {
+        rt.block_on(async {
+            let handle = task::Builder::new()
+                .eager()
+                .spawn(async {
+                    if task::try_id().is_some() {
+                        panic!("boom in the first poll");
+                    }
+                })
+                .expect("the spawner survives the panic");
+            assert!(handle.is_finished());
+            assert_eq!(task::try_id(), None, "the spawner's context is restored");
+            handle.await.unwrap_err()
+        })
+    });
+    assert!(err.is_panic(), "{err:?}");
+    assert_eq!(
+        common::panic_message(&*err.into_panic()),
+        "boom in the first poll"
+    );
+}
+
+#[test]
+fn eager_spawn_on_from_a_plain_thread_falls_back_to_a_normal_spawn() {
+    let rt = runtime(2);
+    let handle = task::Builder::new()
+        .eager()
+        .spawn_on(async { task::id() }, rt.handle())
+        .expect("the runtime is running");
+    let id = handle.id();
+    assert_eq!(join("the fallback task", handle).unwrap(), id);
+}

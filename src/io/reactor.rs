@@ -124,6 +124,11 @@ impl Reactor {
         wake.into_iter().for_each(Waker::wake);
     }
 
+    /// Sources registered now (a gauge, for `Metrics::io_registrations`).
+    pub(crate) fn sources(&self) -> usize {
+        self.sources.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn has_sources(&self) -> bool {
         self.sources.load(Ordering::Relaxed) > 0
     }

@@ -25,9 +25,6 @@ enum ThreadKind {
 struct Context {
     handle: RefCell<Option<Handle>>,
     kind: Cell<ThreadKind>,
-    task: Cell<Option<NonNull<Header>>>,
-    /// A scope entered inline by the code being polled (nursery body, shield, move_on_after).
-    scope: Cell<*const DataArc<Scope>>,
 }
 
 crate::loom::thread_local! {
@@ -35,10 +32,19 @@ crate::loom::thread_local! {
         Context {
             handle: RefCell::new(None),
             kind: Cell::new(ThreadKind::Other),
-            task: Cell::new(None),
-            scope: Cell::new(std::ptr::null()),
         }
     };
+}
+
+// The task being polled, and a scope entered inline by the code being polled (nursery body,
+// shield, move_on_after). Kept apart from `CONTEXT` because they are read on every poll and
+// spawn: a thread-local without `Drop` is a plain offset from the thread pointer, with no
+// registration check.
+crate::loom::thread_local! {
+    static TASK: Cell<Option<NonNull<Header>>> = const { Cell::new(None) };
+}
+crate::loom::thread_local! {
+    static SCOPE: Cell<*const DataArc<Scope>> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Restores the previous runtime context when dropped.
@@ -126,6 +132,23 @@ pub(crate) fn with_scheduler<R>(f: impl FnOnce(Option<&Arc<Shared>>) -> R) -> R 
     })
 }
 
+/// Whether this thread may poll `shared`'s tasks inline: one of its workers, or a thread inside
+/// its `block_on` (not a blocking-pool thread, not another runtime's thread).
+pub(crate) fn is_polling_thread_of(shared: &Shared) -> bool {
+    with_current_worker(|w| match w {
+        Some(w) => std::ptr::eq(&*w.shared, shared),
+        None => CONTEXT
+            .try_with(|c| {
+                c.kind.get() == ThreadKind::BlockOn
+                    && c.handle
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|h| std::ptr::eq(&*h.shared, shared))
+            })
+            .unwrap_or(false),
+    })
+}
+
 /// The panic for runtime functions called outside any runtime.
 #[track_caller]
 pub(crate) fn no_runtime_panic(what: &str) -> ! {
@@ -141,8 +164,8 @@ pub(crate) struct TaskGuard {
 }
 
 pub(crate) fn enter_task(header: &Header) -> TaskGuard {
-    let previous = CONTEXT
-        .try_with(|c| c.task.replace(Some(NonNull::from(header))))
+    let previous = TASK
+        .try_with(|t| t.replace(Some(NonNull::from(header))))
         .ok()
         .flatten();
     TaskGuard { previous }
@@ -151,13 +174,13 @@ pub(crate) fn enter_task(header: &Header) -> TaskGuard {
 impl Drop for TaskGuard {
     fn drop(&mut self) {
         let previous = self.previous;
-        let _ = CONTEXT.try_with(|c| c.task.set(previous));
+        let _ = TASK.try_with(|t| t.set(previous));
     }
 }
 
 /// Runs `f` with the header of the task being polled on this thread.
 pub(crate) fn with_current_task<R>(f: impl FnOnce(Option<&Header>) -> R) -> R {
-    let ptr = CONTEXT.try_with(|c| c.task.get()).ok().flatten();
+    let ptr = TASK.try_with(|t| t.get()).ok().flatten();
     // SAFETY: the pointer is set by `enter_task` while the task is being polled (or dropped)
     // on this thread, which holds a reference to it; the guard clears it afterwards.
     f(ptr.map(|p| unsafe { p.as_ref() }))
@@ -171,8 +194,8 @@ pub(crate) struct ScopeGuard {
 /// Enters `scope` for the code polled until the guard drops. The caller keeps `scope` alive
 /// and in place (a pinned future's field) for that time.
 pub(crate) fn enter_scope(scope: &DataArc<Scope>) -> ScopeGuard {
-    let previous = CONTEXT
-        .try_with(|c| c.scope.replace(scope as *const _))
+    let previous = SCOPE
+        .try_with(|c| c.replace(scope as *const _))
         .unwrap_or(std::ptr::null());
     ScopeGuard { previous }
 }
@@ -180,15 +203,14 @@ pub(crate) fn enter_scope(scope: &DataArc<Scope>) -> ScopeGuard {
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
         let previous = self.previous;
-        let _ = CONTEXT.try_with(|c| c.scope.set(previous));
+        let _ = SCOPE.try_with(|c| c.set(previous));
     }
 }
 
 /// The scope entered inline, else the running task's scope; `None` means the root scope.
 pub(crate) fn with_nonroot_scope<R>(f: impl FnOnce(Option<&DataArc<Scope>>) -> R) -> R {
-    let (entered, task) = CONTEXT
-        .try_with(|c| (c.scope.get(), c.task.get()))
-        .unwrap_or((std::ptr::null(), None));
+    let entered = SCOPE.try_with(Cell::get).unwrap_or(std::ptr::null());
+    let task = TASK.try_with(Cell::get).ok().flatten();
     if !entered.is_null() {
         // SAFETY: `enter_scope`'s caller keeps the scope in place until its guard drops, and the
         // guard restores the previous pointer before then.

@@ -41,6 +41,8 @@ pub struct Metrics {
     /// Timers registered with the timer thread and not yet fired, or cancelled and freed
     /// (a gauge: each is one small allocation).
     pub timers: usize,
+    /// I/O sources (sockets, listeners) registered with the reactor now (a gauge).
+    pub io_registrations: usize,
     /// The same counters per worker.
     pub per_worker: Vec<WorkerMetrics>,
 }
@@ -94,6 +96,7 @@ impl Metrics {
             blocking_queue_depth: shared.blocking.queue_depth(),
             slow_polls: shared.slow_polls.get(),
             timers: shared.time.live_timers(),
+            io_registrations: shared.io.sources(),
             per_worker,
         }
     }

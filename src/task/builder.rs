@@ -8,7 +8,7 @@ use crate::runtime::{context, Handle};
 use crate::scheduler::Shared;
 use crate::task::{JoinHandle, SpawnError};
 
-/// Spawns a task with options (a name).
+/// Spawns a task with options (a name, eager start).
 ///
 /// # Examples
 ///
@@ -27,6 +27,7 @@ use crate::task::{JoinHandle, SpawnError};
 #[derive(Debug, Default, Clone)]
 pub struct Builder {
     name: Option<DataArc<str>>,
+    eager: bool,
 }
 
 impl Builder {
@@ -38,6 +39,46 @@ impl Builder {
     /// Names the task: [`task::name`](crate::task::name), tracing spans and task dumps show it.
     pub fn name(mut self, name: impl Into<DataArc<str>>) -> Builder {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Starts the task eagerly, as asyncio's eager task factory does: its first poll runs
+    /// inline in the spawner, before `spawn` returns, and a task that finishes on that poll
+    /// never touches a run queue. A task that returns `Pending` continues on the runtime like any
+    /// other. During that poll `task::id()` and `task::name()` are the new task's, and a panic
+    /// in it ends the task with a panic [`JoinError`](crate::task::JoinError), never the
+    /// spawner.
+    ///
+    /// # Caveats
+    ///
+    /// - Polling inline needs a thread that polls this runtime's tasks: one of its workers, or
+    ///   a thread inside its `block_on`. Anywhere else (a blocking-pool thread, another runtime,
+    ///   a plain thread with `spawn_on`) the task is spawned normally.
+    /// - Inside a non-root scope (a nursery body or one of its children) the task is also
+    ///   spawned normally, so that it joins the scope before it can run.
+    /// - The first poll runs on the spawner's stack and delays it: keep eager tasks short
+    ///   before their first `.await`, and do not chain eager spawns deeply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let rt = pitcrew::Runtime::builder().workers(1).build().unwrap();
+    /// rt.block_on(async {
+    ///     let ran = Arc::new(AtomicBool::new(false));
+    ///     let flag = ran.clone();
+    ///     let handle = pitcrew::task::Builder::new()
+    ///         .eager()
+    ///         .spawn(async move { flag.store(true, Ordering::SeqCst) })
+    ///         .unwrap();
+    ///     assert!(ran.load(Ordering::SeqCst), "ran before spawn returned");
+    ///     assert!(handle.is_finished());
+    /// });
+    /// ```
+    pub fn eager(mut self) -> Builder {
+        self.eager = true;
         self
     }
 
@@ -58,6 +99,9 @@ impl Builder {
     {
         let location = Location::caller();
         context::with_scheduler(|shared| match shared {
+            Some(shared) if self.eager => {
+                Shared::try_spawn_eager(shared, future, self.name, location)
+            }
             Some(shared) => Shared::try_spawn(shared, future, self.name, location),
             None => context::no_runtime_panic("task::Builder::spawn"),
         })
@@ -78,6 +122,11 @@ impl Builder {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        Shared::try_spawn(&handle.shared, future, self.name, Location::caller())
+        let location = Location::caller();
+        if self.eager {
+            Shared::try_spawn_eager(&handle.shared, future, self.name, location)
+        } else {
+            Shared::try_spawn(&handle.shared, future, self.name, location)
+        }
     }
 }

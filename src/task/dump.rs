@@ -75,3 +75,83 @@ pub fn dump(handle: &Handle) -> Vec<TaskInfo> {
     });
     out
 }
+
+/// The tasks of a [`dump`], printed by `Display` as an indented tree: scope names as headers,
+/// each task below its innermost named scope with its id, name, state, polls and age. Tasks
+/// outside any named scope come first, under the `runtime` header; within a scope its own tasks
+/// come before its child scopes, each group in id order.
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::builder().workers(1).build().unwrap();
+/// let _parked = pitcrew::task::Builder::new()
+///     .name("parked")
+///     .spawn_on(std::future::pending::<()>(), rt.handle())
+///     .unwrap();
+/// let tree = pitcrew::task::dump_tree(rt.handle()).to_string();
+/// assert!(tree.starts_with("runtime (1 task)"));
+/// assert!(tree.contains("\"parked\""));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct TaskDump(pub Vec<TaskInfo>);
+
+/// Every live task of the runtime behind `handle`, as a [`TaskDump`] that prints as a scope
+/// tree. Same cost and guarantees as [`dump`].
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::builder().workers(1).build().unwrap();
+/// let dump = pitcrew::task::dump_tree(rt.handle());
+/// assert!(dump.0.is_empty());
+/// assert_eq!(dump.to_string(), "runtime (0 tasks)\n");
+/// ```
+pub fn dump_tree(handle: &Handle) -> TaskDump {
+    TaskDump(dump(handle))
+}
+
+impl From<Vec<TaskInfo>> for TaskDump {
+    fn from(tasks: Vec<TaskInfo>) -> TaskDump {
+        TaskDump(tasks)
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TaskState::Idle => "idle",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+        })
+    }
+}
+
+impl std::fmt::Display for TaskDump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.len();
+        writeln!(f, "runtime ({n} task{})", if n == 1 { "" } else { "s" })?;
+        let mut tasks: Vec<&TaskInfo> = self.0.iter().collect();
+        // Sorting by path puts a scope's own tasks before its child scopes (a prefix sorts first).
+        tasks.sort_by(|a, b| a.scope_path.cmp(&b.scope_path).then(a.id.cmp(&b.id)));
+        let mut open: &[DataArc<str>] = &[];
+        for t in tasks {
+            let path = &t.scope_path[..];
+            if path != open {
+                let shared = open.iter().zip(path).take_while(|(a, b)| a == b).count();
+                for (depth, scope) in path.iter().enumerate().skip(shared) {
+                    writeln!(f, "{:indent$}{scope}", "", indent = 2 * (depth + 1))?;
+                }
+                open = path;
+            }
+            let indent = 2 * (path.len() + 1);
+            write!(f, "{:indent$}task {}", "", t.id)?;
+            if let Some(name) = &t.name {
+                write!(f, " {name:?}")?;
+            }
+            writeln!(f, " {} polls={} age={:?}", t.state, t.polls, t.age)?;
+        }
+        Ok(())
+    }
+}

@@ -81,7 +81,7 @@ pub use builder::Builder;
 pub use combinators::{
     as_completed, join_all, spawn_after, try_join_all, wait, AsCompleted, ReturnWhen,
 };
-pub use dump::{dump, TaskInfo, TaskState};
+pub use dump::{dump, dump_tree, TaskDump, TaskInfo, TaskState};
 pub use error::{JoinError, SpawnError};
 pub use id::{id, name, try_id, Id};
 pub use join::{AbortHandle, JoinHandle};
