@@ -59,6 +59,9 @@ pub(crate) const ACTIVE_MAX_SLEEP: u64 = 1_000;
 /// Messages the thread may fall behind before a handle wakes it.
 pub(crate) const BACKLOG: u64 = 4_096;
 
+/// Past this backlog, pushers yield their CPU to the timer thread (backpressure).
+pub(crate) const BACKLOG_MAX: u64 = 16 * BACKLOG;
+
 /// Wakers called at once, at most.
 const WAKE_BATCH: usize = 256;
 
@@ -254,15 +257,32 @@ impl TimeShared {
             }
         }
         if n % (BACKLOG / STRIPES as u64) == 0 {
-            let pushed: u64 = self
-                .pushes
-                .iter()
-                .map(|p| p.registered.get() + p.cancels.get())
-                .sum();
-            if pushed.saturating_sub(self.progress.taken.get()) >= BACKLOG {
+            if self.backlog() >= BACKLOG {
                 self.wake();
             }
+            // Backpressure: on a loaded machine the timer thread may go unscheduled while
+            // others register and cancel without end; past `BACKLOG_MAX` the pushers give it
+            // their CPU, so the backlog (and the memory it holds) stays bounded.
+            let mut rounds = 0;
+            while self.backlog() >= BACKLOG_MAX
+                && !self.stop.load(Ordering::Acquire)
+                && rounds < 10_000
+            {
+                self.wake();
+                crate::loom::thread::yield_now();
+                rounds += 1;
+            }
         }
+    }
+
+    /// Messages pushed and not yet taken by the timer thread.
+    fn backlog(&self) -> u64 {
+        let pushed: u64 = self
+            .pushes
+            .iter()
+            .map(|p| p.registered.get() + p.cancels.get())
+            .sum();
+        pushed.saturating_sub(self.progress.taken.get())
     }
 
     /// Wakes the timer thread if it is marked asleep (once per sleep).
