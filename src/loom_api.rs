@@ -384,3 +384,96 @@ impl ScopeModel {
 /// A member of a [`ScopeModel`].
 #[derive(Debug)]
 pub struct ScopeMember(crate::scope::tree::Membership);
+
+/// A reactor with real registrations (over pipes) and injected events, for deregistration
+/// models.
+#[derive(Debug)]
+pub struct ReactorModel {
+    reactor: DataArc<Reactor>,
+}
+
+/// A source registered with a [`ReactorModel`]; owns its pipe.
+#[derive(Debug)]
+pub struct ModelSource {
+    registration: crate::io::reactor::Registration,
+    _pipe: [std::os::fd::OwnedFd; 2],
+}
+
+impl Default for ReactorModel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReactorModel {
+    /// A fresh reactor.
+    pub fn new() -> Self {
+        ReactorModel {
+            reactor: DataArc::new(Reactor::new().expect("create a reactor")),
+        }
+    }
+
+    /// Registers the read end of a new pipe.
+    pub fn register(&self) -> ModelSource {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+        let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        assert_eq!(r, 0, "pipe2 failed");
+        // SAFETY: pipe2 just opened these two descriptors; we own them from here.
+        let pipe = unsafe { [OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])] };
+        let registration = self
+            .reactor
+            .register(pipe[0].as_raw_fd())
+            .expect("register");
+        ModelSource {
+            registration,
+            _pipe: pipe,
+        }
+    }
+
+    /// Deregisters a source (its slot may be reused by the next registration).
+    pub fn deregister(&self, source: &ModelSource) {
+        self.reactor.deregister(&source.registration);
+    }
+
+    /// Delivers a readable event for `key` as the poller would.
+    pub fn event(&self, key: u64) {
+        self.reactor.inject_event(
+            key,
+            crate::io::sys::Readiness {
+                readable: true,
+                ..Default::default()
+            },
+        );
+    }
+}
+
+impl ModelSource {
+    /// Its poller key (slot and generation).
+    pub fn key(&self) -> u64 {
+        self.registration.key
+    }
+
+    /// Read readiness, as an operation would see it (`poll_ready` with a no-op waker), after
+    /// clearing what it saw once (a read that would block).
+    pub fn drain_read(&self) {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(ev) = self
+            .registration
+            .io
+            .poll_ready(&mut cx, crate::io::scheduled_io::Direction::Read)
+        {
+            self.registration.io.clear_readiness(ev);
+        }
+    }
+
+    /// True when the source is ready to read.
+    pub fn is_readable(&self) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        self.registration
+            .io
+            .poll_ready(&mut cx, crate::io::scheduled_io::Direction::Read)
+            .is_ready()
+    }
+}

@@ -82,3 +82,25 @@ fn reader_and_writer_on_one_source_are_both_woken() {
         assert!(w || wflag.0.load(seq), "writer lost its wake-up");
     });
 }
+
+/// An event in flight for a source that is deregistered meanwhile, its slot reused by a new
+/// source: the stale event never reaches the new source (keys carry a generation).
+#[test]
+fn stale_event_after_deregistration_is_ignored() {
+    model(|| {
+        let reactor = loom::sync::Arc::new(pitcrew::loom_api::ReactorModel::new());
+        let old = reactor.register();
+        let stale_key = old.key();
+        let r2 = reactor.clone();
+        let poller = thread::spawn(move || r2.event(stale_key));
+        reactor.deregister(&old);
+        let new = reactor.register();
+        new.drain_read();
+        poller.join().unwrap();
+        assert!(
+            !new.is_readable(),
+            "an event for the deregistered source reached the one that reused its slot"
+        );
+        reactor.deregister(&new);
+    });
+}

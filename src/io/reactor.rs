@@ -14,7 +14,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 use crate::io::scheduled_io::ScheduledIo;
-use crate::io::sys::{Events, Poller};
+use crate::io::sys::{Events, Poller, Readiness};
 use crate::loom::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 const INDEX_BITS: u32 = 32;
@@ -45,6 +45,24 @@ pub(crate) struct Driver {
     wake: Vec<Waker>,
 }
 
+impl Table {
+    /// Applies one event to its source; an event whose key's generation is stale (the source
+    /// was deregistered, and its slot maybe reused, since) is ignored.
+    fn dispatch(&self, key: u64, readiness: Readiness, wake: &mut Vec<Waker>) {
+        let index = (key & INDEX_MASK) as usize;
+        let generation = (key >> INDEX_BITS) as u32;
+        if let Some(Slot {
+            generation: g,
+            io: Some(io),
+        }) = self.slots.get(index)
+        {
+            if *g == generation {
+                io.set_readiness(readiness, wake);
+            }
+        }
+    }
+}
+
 impl Driver {
     pub(crate) fn new() -> Driver {
         Driver {
@@ -57,7 +75,7 @@ impl Driver {
 /// A registered source. Its owner calls [`Reactor::deregister`] before closing the fd.
 pub(crate) struct Registration {
     pub(crate) io: Arc<ScheduledIo>,
-    key: u64,
+    pub(crate) key: u64,
     fd: RawFd,
 }
 
@@ -151,16 +169,7 @@ impl Reactor {
         {
             let table = self.table.lock();
             for (key, readiness) in events.iter() {
-                let index = (key & INDEX_MASK) as usize;
-                let generation = (key >> INDEX_BITS) as u32;
-                match table.slots.get(index) {
-                    Some(Slot {
-                        generation: g,
-                        io: Some(io),
-                    }) if *g == generation => io.set_readiness(readiness, wake),
-                    // An event for a source deregistered since: ignore it.
-                    _ => {}
-                }
+                table.dispatch(key, readiness, wake);
             }
         }
         let woken = wake.len();
@@ -170,6 +179,14 @@ impl Reactor {
             waker.wake();
         }
         woken
+    }
+
+    /// Delivers one event as `turn` would (for the loom models, which have no real events).
+    #[cfg(loom)]
+    pub(crate) fn inject_event(&self, key: u64, readiness: Readiness) {
+        let mut wake = Vec::new();
+        self.table.lock().dispatch(key, readiness, &mut wake);
+        wake.into_iter().for_each(Waker::wake);
     }
 
     /// Interrupts the thread waiting in `turn`, or makes its next wait return at once.
