@@ -352,9 +352,26 @@ impl<Fut: Future<Output = Result<T, E>>, T, E> Future for NurseryFuture<Fut, T, 
         let scope = this.scope.clone();
         let _enter = context::enter_scope(&scope);
         loop {
-            scope.lock().owner_waker = Some(cx.waker().clone());
-            let now = Instant::now();
-            let next = this.run_timers(now);
+            {
+                let mut s = scope.lock();
+                if !s
+                    .owner_waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    s.owner_waker = Some(cx.waker().clone());
+                }
+            }
+            // The clock is read only when something is timed: a deadline, or a cancellation
+            // (its grace period).
+            let timed = scope.is_cancelled()
+                || this.cancelled_at.is_some()
+                || scope.deadline.lock().is_some();
+            let next = if timed {
+                this.run_timers(Instant::now())
+            } else {
+                None
+            };
             this.poll_body(cx);
 
             let (waited, all) = {
