@@ -373,3 +373,40 @@ fn a_sleep_pending_outside_the_runtime_at_shutdown_is_woken_and_panics() {
     let msg = panic_message(&*payload);
     assert!(msg.contains("shut down"), "{msg}");
 }
+
+/// Known bug (issue 3, open): fifty tasks on two workers that each keep one 30 s sleep
+/// registered, re-poll it after yields and replace it every 50 rounds crash about one run in
+/// three with a segfault in `time::entry::Registration::poll` (an entry freed or recycled while
+/// its `Sleep` still holds it). hyper's keep-alive header timers hit the same pattern (the
+/// connection's timer fires early and hyper closes idle connections). Ignored until fixed, so
+/// that it documents the failure without crashing CI; run with `--ignored` to reproduce.
+#[test]
+#[ignore = "known use-after-free in the timer entry lifecycle; see the doc comment"]
+fn many_tasks_re_polling_and_replacing_long_sleeps_do_not_crash() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                pitcrew::spawn(async {
+                    let mut s = Box::pin(sleep(Duration::from_secs(30)));
+                    for i in 0..20_000u32 {
+                        assert_eq!(
+                            poll_once(s.as_mut()).await,
+                            None,
+                            "a 30 s sleep fired early"
+                        );
+                        if i % 3 == 0 {
+                            pitcrew::yield_now().await;
+                        }
+                        if i % 50 == 0 {
+                            s = Box::pin(sleep(Duration::from_secs(30)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
