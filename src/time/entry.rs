@@ -161,7 +161,13 @@ impl Entry {
     /// free, else allocated.
     fn alloc(when: u64, waker: Waker, shared: &TimeShared) -> *mut Entry {
         #[cfg(not(loom))]
-        if let Some(entry) = crate::time::pool::take(shared.pool()) {
+        let recycled = if crate::time::pool::RECYCLE {
+            crate::time::pool::take(shared.pool())
+        } else {
+            None
+        };
+        #[cfg(not(loom))]
+        if let Some(entry) = recycled {
             // SAFETY: a free entry, ours alone (the pool's Acquire ordered its last use before).
             unsafe {
                 let this = &*entry;
@@ -207,7 +213,11 @@ impl Entry {
     ///
     /// As [`Entry::free`].
     pub(crate) unsafe fn recycle(entry: *mut Entry, keep: impl FnOnce(*mut Entry)) {
-        if cfg!(loom) {
+        #[cfg(not(loom))]
+        let recycle = crate::time::pool::RECYCLE;
+        #[cfg(loom)]
+        let recycle = false;
+        if !recycle {
             // SAFETY: forwarded from the caller.
             unsafe { Entry::free(entry) };
             return;
