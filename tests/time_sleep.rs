@@ -376,8 +376,9 @@ fn a_sleep_pending_outside_the_runtime_at_shutdown_is_woken_and_panics() {
 
 /// Regression: fifty tasks on two workers that each keep one 30 s sleep registered, re-poll it
 /// after yields and replace it every 50 rounds crashed about one run in three (a segfault in
-/// `time::entry::Registration::poll`: a recycled entry still held by a `Sleep`). hyper's
-/// keep-alive header timers hit the same pattern. Entry recycling is off until it is fixed.
+/// `time::entry::Registration::poll`). When the entry pool was full, trimming a chain of retired
+/// entries followed the chain's last link (still pointing into the registration stack) and
+/// freed live entries; hyper's keep-alive header timers hit it too.
 #[test]
 fn many_tasks_re_polling_and_replacing_long_sleeps_do_not_crash() {
     let rt = runtime(2);

@@ -161,13 +161,7 @@ impl Entry {
     /// free, else allocated.
     fn alloc(when: u64, waker: Waker, shared: &TimeShared) -> *mut Entry {
         #[cfg(not(loom))]
-        let recycled = if crate::time::pool::RECYCLE {
-            crate::time::pool::take(shared.pool())
-        } else {
-            None
-        };
-        #[cfg(not(loom))]
-        if let Some(entry) = recycled {
+        if let Some(entry) = crate::time::pool::take(shared.pool()) {
             // SAFETY: a free entry, ours alone (the pool's Acquire ordered its last use before).
             unsafe {
                 let this = &*entry;
@@ -213,11 +207,7 @@ impl Entry {
     ///
     /// As [`Entry::free`].
     pub(crate) unsafe fn recycle(entry: *mut Entry, keep: impl FnOnce(*mut Entry)) {
-        #[cfg(not(loom))]
-        let recycle = crate::time::pool::RECYCLE;
-        #[cfg(loom)]
-        let recycle = false;
-        if !recycle {
+        if cfg!(loom) {
             // SAFETY: forwarded from the caller.
             unsafe { Entry::free(entry) };
             return;

@@ -21,14 +21,6 @@ use std::ptr;
 use crate::loom::{AtomicUsize, Ordering};
 use crate::time::entry::Entry;
 
-/// Whether entries are recycled at all. Off: with recycling on, fifty tasks re-polling and
-/// replacing long sleeps crash about one run in three (a recycled entry still held by a
-/// `Sleep`: two owners, then a garbage waker dropped in `Registration::poll`); with plain
-/// allocation the same workload is clean under valgrind. Until the recycling path is fixed
-/// (the regression test is `many_tasks_re_polling_and_replacing_long_sleeps_do_not_crash`),
-/// every entry is allocated and freed.
-pub(crate) const RECYCLE: bool = false;
-
 /// Entries a timer's pool holds at most (64 bytes each).
 pub(crate) const POOL_MAX: usize = 4_096;
 
@@ -66,18 +58,20 @@ impl EntryPool {
         let pooled = if head == 0 { 0 } else { pooled };
         let room = POOL_MAX.saturating_sub(pooled);
         if len > room {
+            // Free exactly the entries of the chain past `room`: the chain's last link may
+            // still point into the registration stack it came from (at live entries), so it
+            // is never followed to its end.
             if room == 0 {
-                free_list(first);
+                free_n(first, len);
                 return pooled;
             }
-            // Keep the first `room`, free the rest.
             last = first;
             for _ in 1..room {
                 // SAFETY: a chain of free entries we own.
                 last = unsafe { Entry::queue_next(last) };
             }
             // SAFETY: as above.
-            free_list(unsafe { Entry::queue_next(last) });
+            free_n(unsafe { Entry::queue_next(last) }, len - room);
             len = room;
         }
         let mut pooled = pooled;
@@ -124,7 +118,19 @@ impl std::fmt::Debug for EntryPool {
     }
 }
 
-/// Frees a list of free entries linked through `queue_next`.
+/// Frees the first `n` entries of a chain linked through `queue_next`.
+fn free_n(mut entry: *mut Entry, n: usize) {
+    for _ in 0..n {
+        // SAFETY: the first `n` entries of the chain are free entries we own.
+        unsafe {
+            let next = Entry::queue_next(entry);
+            Entry::dealloc(entry);
+            entry = next;
+        }
+    }
+}
+
+/// Frees a null-terminated list of free entries linked through `queue_next`.
 fn free_list(mut entry: *mut Entry) {
     while !entry.is_null() {
         // SAFETY: a free entry of a list we own.
