@@ -30,8 +30,10 @@ pub(crate) struct ChildOpts {
 struct ChildFuture<F, E> {
     future: F,
     nursery: DataArc<NurseryShared<E>>,
-    opts: ChildOpts,
-    name: Option<DataArc<str>>,
+    /// Only what the child needs when it ends (its name is in its task header): every byte
+    /// here is a byte of every child's task cell.
+    isolated: bool,
+    master: bool,
     _membership: Membership,
 }
 
@@ -55,21 +57,19 @@ where
             Err(payload) => Err(FailureKind::Panic(payload)),
         };
         let id = task::id();
-        if this.opts.master {
+        if this.master {
             this.nursery.master_ended();
         }
         Poll::Ready(match outcome {
             Ok(value) => Ok(value),
-            Err(FailureKind::Panic(payload)) if this.opts.isolated => {
-                Err(JoinError::panic(id, payload))
-            }
-            Err(FailureKind::Error(e)) if this.opts.isolated => {
+            Err(FailureKind::Panic(payload)) if this.isolated => Err(JoinError::panic(id, payload)),
+            Err(FailureKind::Error(e)) if this.isolated => {
                 Err(JoinError::failed(id, Some(Box::new(e))))
             }
             Err(kind) => {
                 this.nursery.fail(Failure {
                     task: Some(id),
-                    name: this.name.clone(),
+                    name: task::name(),
                     kind,
                 });
                 Err(JoinError::failed(id, None))
@@ -246,8 +246,8 @@ impl<E: Send + 'static> ChildBuilder<'_, E> {
         let child = ChildFuture {
             future,
             nursery: shared.clone(),
-            opts: self.opts,
-            name: self.name.clone(),
+            isolated: self.opts.isolated,
+            master: self.opts.master,
             _membership: membership,
         };
         let inner = Shared::spawn_in(

@@ -239,7 +239,7 @@ where
     NurseryFuture {
         scope,
         shared,
-        body: Some(Box::pin(body)),
+        body: Some(body),
         output: None,
         cancelled_at: None,
         deadline_fired: false,
@@ -250,10 +250,13 @@ where
     .await
 }
 
+/// The body is pinned structurally, in place (no box of its own): it is never moved out, only
+/// dropped in place by setting `body` to `None`, and the future is `!Unpin` whenever the body
+/// is.
 struct NurseryFuture<Fut, T, E> {
     scope: DataArc<Scope>,
     shared: DataArc<NurseryShared<E>>,
-    body: Option<Pin<Box<Fut>>>,
+    body: Option<Fut>,
     output: Option<T>,
     cancelled_at: Option<Instant>,
     deadline_fired: bool,
@@ -262,15 +265,16 @@ struct NurseryFuture<Fut, T, E> {
     done: bool,
 }
 
-impl<Fut, T, E> Unpin for NurseryFuture<Fut, T, E> {}
-
 impl<Fut: Future<Output = Result<T, E>>, T, E> NurseryFuture<Fut, T, E> {
     /// Polls the body once, recording its value or failure when it ends.
     fn poll_body(&mut self, cx: &mut Context<'_>) {
         let Some(body) = self.body.as_mut() else {
             return;
         };
-        let outcome = match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(cx))) {
+        // SAFETY: `body` is structurally pinned (see `NurseryFuture`): `self` is only reached
+        // through `Pin<&mut NurseryFuture>`, and the body is dropped in place, never moved.
+        let body = unsafe { Pin::new_unchecked(body) };
+        let outcome = match catch_unwind(AssertUnwindSafe(|| body.poll(cx))) {
             Ok(Poll::Pending) => return,
             Ok(Poll::Ready(Ok(v))) => Ok(v),
             Ok(Poll::Ready(Err(e))) => Err(FailureKind::Error(e)),
@@ -347,8 +351,9 @@ impl<Fut: Future<Output = Result<T, E>>, T, E> NurseryFuture<Fut, T, E> {
 impl<Fut: Future<Output = Result<T, E>>, T, E> Future for NurseryFuture<Fut, T, E> {
     type Output = Result<T, ScopeError<E>>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: nothing is moved out of `this`; `body` stays pinned (see `NurseryFuture`).
+        let this = unsafe { self.get_unchecked_mut() };
         let scope = this.scope.clone();
         let _enter = context::enter_scope(&scope);
         loop {

@@ -54,7 +54,8 @@ pub(crate) struct State {
     inherited: Option<CancelReason>,
     children: Vec<Weak<Scope>>,
     members: Vec<Member>,
-    free_members: Vec<usize>,
+    /// Head of the free list threaded through `Member::next_free` (`NO_SLOT`: empty).
+    free_head: u32,
     /// Members the owner waits for before it starts finishing (not background).
     pub(crate) live_waited: usize,
     /// All members, background included.
@@ -81,16 +82,20 @@ impl State {
 #[derive(Default)]
 struct Member {
     generation: u32,
+    /// The next free slot while this one is free.
+    next_free: u32,
     active: bool,
     background: bool,
     grace: Option<std::time::Duration>,
     abort: Option<AbortHandle>,
 }
 
+const NO_SLOT: u32 = u32::MAX;
+
 /// Membership of a task in a scope; ends (waking the owner) when dropped.
 pub(crate) struct Membership {
     scope: Arc<Scope>,
-    slot: usize,
+    slot: u32,
     generation: u32,
 }
 
@@ -135,7 +140,7 @@ impl Scope {
                     inherited,
                     children: Vec::new(),
                     members: Vec::new(),
-                    free_members: Vec::new(),
+                    free_head: NO_SLOT,
                     live_waited: 0,
                     live_all: 0,
                     closed: false,
@@ -247,14 +252,17 @@ impl Scope {
         if s.closed {
             return Err(());
         }
-        let slot = match s.free_members.pop() {
-            Some(i) => i,
-            None => {
+        let slot = match s.free_head {
+            NO_SLOT => {
                 s.members.push(Member::default());
-                s.members.len() - 1
+                u32::try_from(s.members.len() - 1).expect("more than 4 billion scope members")
+            }
+            free => {
+                s.free_head = s.members[free as usize].next_free;
+                free
             }
         };
-        let m = &mut s.members[slot];
+        let m = &mut s.members[slot as usize];
         m.generation = m.generation.wrapping_add(1);
         m.active = true;
         m.background = background;
@@ -274,10 +282,10 @@ impl Scope {
 
     /// Attaches the abort handle of the task spawned for a reserved slot. If hard
     /// cancellation already started, the task is aborted at once (rule 3).
-    pub(crate) fn attach(&self, (slot, generation): (usize, u32), abort: AbortHandle) {
+    pub(crate) fn attach(&self, (slot, generation): (u32, u32), abort: AbortHandle) {
         let mut s = self.state.lock();
         let hard = s.hard_cancelled;
-        if let Some(m) = s.members.get_mut(slot) {
+        if let Some(m) = s.members.get_mut(slot as usize) {
             if m.active && m.generation == generation {
                 if hard {
                     drop(s);
@@ -361,7 +369,7 @@ impl Scope {
 }
 
 impl Membership {
-    pub(crate) fn slot(&self) -> (usize, u32) {
+    pub(crate) fn slot(&self) -> (u32, u32) {
         (self.slot, self.generation)
     }
 }
@@ -377,15 +385,17 @@ fn default_grace_passed(
 impl Drop for Membership {
     fn drop(&mut self) {
         let mut s = self.scope.state.lock();
-        let background = match s.members.get_mut(self.slot) {
+        let free_head = s.free_head;
+        let background = match s.members.get_mut(self.slot as usize) {
             Some(m) if m.active && m.generation == self.generation => {
                 m.active = false;
                 m.abort = None;
+                m.next_free = free_head;
                 m.background
             }
             _ => return,
         };
-        s.free_members.push(self.slot);
+        s.free_head = self.slot;
         s.live_all -= 1;
         if !background {
             s.live_waited -= 1;

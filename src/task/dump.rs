@@ -66,7 +66,7 @@ pub fn dump(handle: &Handle) -> Vec<TaskInfo> {
         scope_path.reverse();
         out.push(TaskInfo {
             id: h.id,
-            name: h.name.clone(),
+            name: h.name().cloned(),
             scope_path,
             state: h.state.load().describe(),
             polls: h.polls.get(),

@@ -125,7 +125,7 @@ where
 
     fn poll_future(&self) -> Poll<Result<F::Output, JoinError>> {
         let header = self.header();
-        let _span = header.span.enter();
+        let _span = header.span().enter();
         // SAFETY: the waker borrows this task for the duration of the poll, during which the
         // poller's reference keeps it alive; it is never dropped (it owns no reference).
         let waker = ManuallyDrop::new(unsafe { waker::waker_ref(self.cell.cast()) });
@@ -156,11 +156,11 @@ where
                 self.scheduler().on_slow_poll();
                 tracing::warn!(
                     task.id = header.id.as_u64(),
-                    task.name = header.name.as_deref().unwrap_or(""),
+                    task.name = header.name().map(|n| &**n).unwrap_or(""),
                     poll_duration_us = elapsed.as_micros() as u64,
                     "slow poll: task {} ({}) blocked its worker thread for {:?}",
                     header.id,
-                    header.name.as_deref().unwrap_or("unnamed"),
+                    header.name().map(|n| &**n).unwrap_or("unnamed"),
                     elapsed,
                 );
             }
@@ -175,7 +175,7 @@ where
     /// Drops the future after it returned (or panicked). A panic in its `Drop` turns the result
     /// into that panic.
     fn drop_future(&self, output: Result<F::Output, JoinError>) -> Result<F::Output, JoinError> {
-        let _span = self.header().span.enter();
+        let _span = self.header().span().enter();
         // SAFETY: we hold RUNNING.
         match catch_unwind(AssertUnwindSafe(|| unsafe {
             self.set_stage(Stage::Consumed)
@@ -190,7 +190,7 @@ where
 
     /// Drops the future of a cancelled task. A panic in its `Drop` is reported as the result.
     fn cancel_future(&self) -> Result<F::Output, JoinError> {
-        let _span = self.header().span.enter();
+        let _span = self.header().span().enter();
         // SAFETY: we hold RUNNING.
         match catch_unwind(AssertUnwindSafe(|| unsafe {
             self.set_stage(Stage::Consumed)

@@ -64,5 +64,5 @@ pub fn try_id() -> Option<Id> {
 /// The name given to the running task with [`Builder::name`](crate::task::Builder::name), if
 /// any. `None` outside a task.
 pub fn name() -> Option<DataArc<str>> {
-    context::with_current_task(|header| header.and_then(|h| h.name.clone()))
+    context::with_current_task(|header| header.and_then(|h| h.name().cloned()))
 }

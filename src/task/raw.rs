@@ -46,14 +46,37 @@ pub(crate) struct Header {
     pub(crate) id: Id,
     /// Index in the owned-task list shard. Read and written only under that shard's lock.
     pub(crate) owned_index: UnsafeCell<usize>,
-    pub(crate) name: Option<DataArc<str>>,
     /// The scope the task belongs to; `None`: the runtime's root scope.
     pub(crate) scope: Option<DataArc<Scope>>,
-    pub(crate) span: tracing::Span,
+    /// Name and tracing span, boxed apart and only when there is one of them: most tasks have
+    /// neither, and the header stays small (a task cell under ~128 bytes is the common case
+    /// the allocator serves fastest).
+    meta: Option<Box<Meta>>,
     /// Polls so far (statistics for dumps; written by the poller only).
     pub(crate) polls: Counter,
     /// When it was spawned, from a clock the workers refresh now and then (dumps only).
     pub(crate) born: std::time::Instant,
+}
+
+/// The rarely present parts of a header.
+struct Meta {
+    name: Option<DataArc<str>>,
+    span: tracing::Span,
+}
+
+/// The span of a task that has none.
+static NO_SPAN: tracing::Span = tracing::Span::none();
+
+impl Header {
+    /// The task's name.
+    pub(crate) fn name(&self) -> Option<&DataArc<str>> {
+        self.meta.as_ref().and_then(|m| m.name.as_ref())
+    }
+
+    /// The task's `runtime.spawn` span (disabled when no subscriber wants it).
+    pub(crate) fn span(&self) -> &tracing::Span {
+        self.meta.as_ref().map_or(&NO_SPAN, |m| &m.span)
+    }
 }
 
 /// The type-specific operations of a task.
@@ -120,15 +143,15 @@ impl RawTask {
         F::Output: Send + 'static,
         S: Schedule,
     {
+        let meta = (name.is_some() || !span.is_disabled()).then(|| Box::new(Meta { name, span }));
         let cell = Box::new(Cell {
             header: Header {
                 state: State::new(),
                 vtable: vtable::<F, S>(),
                 id,
                 owned_index: UnsafeCell::new(usize::MAX),
-                name,
                 scope,
-                span,
+                meta,
                 polls: Counter::new(0),
                 born,
             },

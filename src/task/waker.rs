@@ -40,7 +40,7 @@ unsafe fn header<'a>(ptr: *const ()) -> &'a Header {
 /// Emits the tokio-console waker event `op` for the task behind `h`.
 macro_rules! trace_op {
     ($h:expr, $op:literal) => {
-        tracing::trace!(target: "runtime::waker", parent: &$h.span, op = $op, task.id = $h.id.as_u64())
+        tracing::trace!(target: "runtime::waker", parent: $h.span(), op = $op, task.id = $h.id.as_u64())
     };
 }
 
