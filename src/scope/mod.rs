@@ -79,7 +79,7 @@ pub use error::{Failure, FailureKind, ScopeError};
 pub use nursery::{nursery, nursery_with, Nursery};
 pub use shield::{fail_after, move_on_after, shield, shield_for};
 pub use spec::{
-    ChildId, ChildInfo, ChildSpec, ChildState, Restart, Strategy, SupervisorError,
+    ChildId, ChildInfo, ChildSpec, ChildState, FailureRecord, Restart, Strategy, SupervisorError,
     SupervisorOptions,
 };
 pub use supervised::Supervisor;

@@ -204,6 +204,17 @@ pub struct ChildInfo {
     pub state: ChildState,
 }
 
+/// One failure in a supervisor's bounded history
+/// ([`Supervisor::recent_failures`](crate::scope::Supervisor::recent_failures)).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FailureRecord {
+    /// The child's name (`"temporary"` for a temporary child).
+    pub child: DataArc<str>,
+    /// Its error, or its panic message.
+    pub error: String,
+}
+
 /// Why a supervisor gave up.
 #[derive(Debug)]
 #[non_exhaustive]

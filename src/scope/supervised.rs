@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::loom::{DataArc, Mutex};
 use crate::scheduler::Shared;
 use crate::scope::child::ChildHandle;
-use crate::scope::spec::{ChildFuture, ChildId, ChildInfo, ChildSpec, ChildState};
+use crate::scope::spec::{ChildFuture, ChildId, ChildInfo, ChildSpec, ChildState, FailureRecord};
 use crate::scope::tree::{Membership, Scope};
 use crate::scope::{CancelReason, SupervisorOptions};
 use crate::task::{self, AbortHandle, JoinError};
@@ -150,7 +150,9 @@ impl Supervisor {
         }
         let ready = next_start(&mut s);
         drop(s);
-        launch(&self.shared, ready.into_iter().collect());
+        if let Some(ticket) = ready {
+            launch(&self.shared, ticket);
+        }
         self.shared.wake_owner(self.shared.state.lock());
         ChildId(index)
     }
@@ -256,6 +258,39 @@ impl Supervisor {
             .collect()
     }
 
+    /// The most recent failures (at most 32, oldest first): the child's name (`"temporary"`
+    /// for children from [`spawn`](Supervisor::spawn)) and the error or panic message. Older
+    /// ones are forgotten, so a child that fails forever costs no memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{supervisor, SupervisorOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(supervisor(SupervisorOptions::new(), |sup| async move {
+    ///     for i in 0..100 {
+    ///         let _ = sup.spawn(async move { Err::<(), _>(format!("failure {i}")) }).await;
+    ///     }
+    ///     let recent = sup.recent_failures();
+    ///     assert_eq!(recent.len(), 32);
+    ///     assert_eq!(recent.last().unwrap().error, "failure 99");
+    /// }))
+    /// .unwrap();
+    /// ```
+    pub fn recent_failures(&self) -> Vec<FailureRecord> {
+        self.shared
+            .state
+            .lock()
+            .recent_failures
+            .iter()
+            .map(|(name, error)| FailureRecord {
+                child: name.clone(),
+                error: error.clone(),
+            })
+            .collect()
+    }
+
     /// Adds a cancel request on the supervisor's scope (as [`Nursery::cancel`](crate::scope::Nursery::cancel)).
     pub fn cancel(&self) {
         self.shared.scope.cancel(CancelReason::Explicit);
@@ -346,7 +381,9 @@ impl Future for Instance {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         let polled = catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx)));
-        if !this.started {
+        // A child that ends on its first poll is not marked running: its report below tells
+        // the supervisor all there is.
+        if !this.started && matches!(polled, Ok(Poll::Pending)) {
             // Its first poll is done: it counts as started, and the next child may start.
             this.started = true;
             let mut s = this.shared.state.lock();
@@ -418,56 +455,54 @@ pub(super) fn next_start(s: &mut State) -> Option<Ticket> {
     s.start_queue.pop_front()
 }
 
-/// Starts the tickets' children (no lock held), then records their tasks.
-pub(super) fn launch(shared: &DataArc<SupShared>, tickets: Vec<Ticket>) {
-    for t in tickets {
-        let scope = Scope::new(Some(shared.scope.clone()), Some(t.name.clone()), false).ok();
-        let membership = shared.scope.reserve(false, None).ok();
-        let (Some(scope), Some(membership)) = (scope, membership) else {
-            let mut s = shared.state.lock();
-            if s.children[t.index].generation == t.generation {
-                s.children[t.index].state = ChildState::Stopped;
-            }
-            continue;
-        };
-        let slot = membership.slot();
-        let instance = Instance {
-            future: (t.factory)(),
-            shared: shared.clone(),
-            index: t.index,
-            generation: t.generation,
-            started: false,
-            reported: false,
-            _membership: Some(membership),
-        };
-        let join = Shared::spawn_in(
-            &shared.runtime,
-            instance,
-            Some(t.name.clone()),
-            Some(scope.clone()),
-            Location::caller(),
-        );
-        let abort = join.abort_handle();
-        shared.scope.attach(slot, abort.clone());
+/// Starts the ticket's child (no lock held), then records its task.
+pub(super) fn launch(shared: &DataArc<SupShared>, t: Ticket) {
+    let scope = Scope::new(Some(shared.scope.clone()), Some(t.name.clone()), false).ok();
+    let membership = shared.scope.reserve(false, None).ok();
+    let (Some(scope), Some(membership)) = (scope, membership) else {
         let mut s = shared.state.lock();
-        let shutting_down = s.shutting_down;
-        let child = &mut s.children[t.index];
-        if child.generation != t.generation {
-            continue;
+        if s.children[t.index].generation == t.generation {
+            s.children[t.index].state = ChildState::Stopped;
         }
-        if shutting_down {
-            // Shutdown began while it started: it goes at once.
-            abort.abort();
-        }
-        // Its end may already be queued as an event; the event carries the generation, so
-        // recording the task here is still right.
-        child.task = Some((join.id(), abort));
-        child.scope = Some(scope);
-        if shutting_down {
-            child.state = ChildState::Stopping;
-        }
-        drop(s);
+        return;
+    };
+    let slot = membership.slot();
+    let instance = Instance {
+        future: (t.factory)(),
+        shared: shared.clone(),
+        index: t.index,
+        generation: t.generation,
+        started: false,
+        reported: false,
+        _membership: Some(membership),
+    };
+    let join = Shared::spawn_in(
+        &shared.runtime,
+        instance,
+        Some(t.name.clone()),
+        Some(scope.clone()),
+        Location::caller(),
+    );
+    let abort = join.abort_handle();
+    shared.scope.attach(slot, abort.clone());
+    let mut s = shared.state.lock();
+    let shutting_down = s.shutting_down;
+    let child = &mut s.children[t.index];
+    if child.generation != t.generation {
+        return;
     }
+    if shutting_down {
+        // Shutdown began while it started: it goes at once.
+        abort.abort();
+    }
+    // Its end may already be queued as an event; the event carries the generation, so
+    // recording the task here is still right.
+    child.task = Some((join.id(), abort));
+    child.scope = Some(scope);
+    if shutting_down {
+        child.state = ChildState::Stopping;
+    }
+    drop(s);
 }
 
 pub(super) fn begin_shutdown(s: &mut State) {

@@ -127,13 +127,14 @@ impl<Fut: Future> SupervisorFuture<Fut> {
         child.task = None;
         child.scope = None;
         child.stop_deadline = None;
-        if let Outcome::Failed(e) = &ev.outcome {
+        let failed = matches!(ev.outcome, Outcome::Failed(_) | Outcome::Cancelled);
+        if let Outcome::Failed(e) = ev.outcome {
             tracing::warn!(child = %child.spec.name, error = %e, "supervised child failed");
             let name = child.spec.name.clone();
             if s.recent_failures.len() == FAILURE_HISTORY {
                 s.recent_failures.pop_front();
             }
-            s.recent_failures.push_back((name, e.clone()));
+            s.recent_failures.push_back((name, e));
         }
         let child = &mut s.children[ev.index];
         if s.shutting_down {
@@ -144,7 +145,6 @@ impl<Fut: Future> SupervisorFuture<Fut> {
             child.state = ChildState::Restarting;
             return;
         }
-        let failed = matches!(ev.outcome, Outcome::Failed(_) | Outcome::Cancelled);
         let restart = match child.spec.restart {
             Restart::Permanent => true,
             Restart::Transient => failed,
@@ -245,16 +245,15 @@ impl<Fut: Future> SupervisorFuture<Fut> {
     }
 
     /// What is due to start (single restarts, or a round once its members are all stopped,
-    /// in start order), and when to look again.
-    fn drive_starts(&mut self, s: &mut State, now: Instant) -> (Vec<Ticket>, Option<Instant>) {
-        let mut tickets = Vec::new();
+    /// in start order; one child starts at a time), and when to look again.
+    fn drive_starts(&mut self, s: &mut State, now: Instant) -> (Option<Ticket>, Option<Instant>) {
         if s.shutting_down {
-            return (tickets, None);
+            return (None, None);
         }
         if s.round {
             let waiting = s.children.iter().any(|c| c.in_round && c.task.is_some());
             if waiting || !s.stop_queue.is_empty() {
-                return (tickets, None);
+                return (None, None);
             }
             let due = s
                 .children
@@ -264,7 +263,7 @@ impl<Fut: Future> SupervisorFuture<Fut> {
                 .max();
             if let Some(at) = due {
                 if at > now {
-                    return (tickets, Some(at));
+                    return (None, Some(at));
                 }
             }
             s.round = false;
@@ -274,8 +273,7 @@ impl<Fut: Future> SupervisorFuture<Fut> {
                     s.start_queue.push_back(t);
                 }
             }
-            tickets.extend(next_start(s));
-            return (tickets, None);
+            return (next_start(s), None);
         }
         let mut next: Option<Instant> = None;
         for j in 0..s.children.len() {
@@ -288,8 +286,7 @@ impl<Fut: Future> SupervisorFuture<Fut> {
                 None => {}
             }
         }
-        tickets.extend(next_start(s));
-        (tickets, next)
+        (next_start(s), next)
     }
 }
 
@@ -349,14 +346,17 @@ impl<Fut: Future> Future for SupervisorFuture<Fut> {
                 this.on_ended(&mut s, ev, now);
             }
             let stops = this.drive_stops(&mut s, now);
-            let (tickets, starts) = this.drive_starts(&mut s, now);
+            let (ticket, starts) = this.drive_starts(&mut s, now);
             for t in [stops, starts].into_iter().flatten() {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
-            if !tickets.is_empty() {
+            if let Some(ticket) = ticket {
+                // Started with no lock held. Nothing else can be due before the child's first
+                // poll (which wakes us, as does its end: the waker is registered), so this
+                // pass goes on rather than starting over.
                 drop(s);
-                launch(&shared, tickets);
-                continue;
+                launch(&shared, ticket);
+                s = shared.state.lock();
             }
             let running = s
                 .children
