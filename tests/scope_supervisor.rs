@@ -377,3 +377,55 @@ fn a_nested_supervisor_that_gives_up_is_a_failure_in_its_parent() {
         );
     });
 }
+
+#[test]
+fn a_child_stopped_for_a_restart_round_comes_back_uncancelled() {
+    // A restarted child may reuse its previous instance's scope, which was cancelled to stop
+    // it: the new instance must start with a clean one.
+    within("restart round", TIMEOUT, || {
+        // One worker, running the supervisor too: the stopped instance's task is gone before
+        // the round restarts it, so its scope is reused.
+        let rt = Runtime::builder().workers(1).build().expect("runtime");
+        let seen: Arc<Mutex<Vec<bool>>> = Arc::default();
+        let seen2 = seen.clone();
+        let b_starts = Arc::new(AtomicUsize::new(0));
+        let sup = rt.spawn(supervisor(
+            lenient().strategy(Strategy::OneForAll),
+            move |sup| async move {
+                let s = seen2.clone();
+                sup.add(ChildSpec::new("a", move || {
+                    let s = s.clone();
+                    async move {
+                        s.lock().unwrap().push(scope::is_cancelled());
+                        scope::cancelled().await;
+                        Ok::<(), String>(())
+                    }
+                }));
+                let starts = b_starts.clone();
+                sup.add(ChildSpec::new("b", move || {
+                    let first = starts.fetch_add(1, Ordering::SeqCst) == 0;
+                    async move {
+                        if first {
+                            // Fail once "a" is up, so the round has to stop it.
+                            pitcrew::time::sleep(Duration::from_millis(5)).await;
+                            return Err("b failed".to_string());
+                        }
+                        scope::cancelled().await;
+                        Ok(())
+                    }
+                }));
+                // Wait for the second instance of "a" (the round restarted it).
+                while seen2.lock().unwrap().len() < 2 {
+                    pitcrew::time::sleep(Duration::from_millis(1)).await;
+                }
+                // It is still running: nothing cancelled it.
+                pitcrew::time::sleep(Duration::from_millis(20)).await;
+                let a = &sup.children()[0];
+                assert_eq!(a.state, ChildState::Running, "{a:?}");
+                sup.shutdown().await;
+            },
+        ));
+        rt.block_on(sup).unwrap().unwrap();
+        assert_eq!(*seen.lock().unwrap(), [false, false]);
+    });
+}

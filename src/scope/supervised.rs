@@ -425,6 +425,8 @@ pub(super) struct Ticket {
     pub(super) generation: u64,
     pub(super) name: DataArc<str>,
     pub(super) factory: crate::scope::spec::Factory,
+    /// The previous instance's scope, reused when nothing refers to it any more.
+    pub(super) scope: Option<DataArc<Scope>>,
 }
 
 /// Marks child `index` as starting and hands out its ticket.
@@ -440,6 +442,7 @@ pub(super) fn prepare_start(s: &mut State, index: usize) -> Ticket {
         generation: child.generation,
         name: child.spec.name.clone(),
         factory: child.spec.factory.clone(),
+        scope: child.scope.take(),
     }
 }
 
@@ -457,7 +460,10 @@ pub(super) fn next_start(s: &mut State) -> Option<Ticket> {
 
 /// Starts the ticket's child (no lock held), then records its task.
 pub(super) fn launch(shared: &DataArc<SupShared>, t: Ticket) {
-    let scope = Scope::new(Some(shared.scope.clone()), Some(t.name.clone()), false).ok();
+    let scope = match t.scope.filter(Scope::recycle) {
+        Some(scope) => Some(scope),
+        None => Scope::new(Some(shared.scope.clone()), Some(t.name.clone()), false).ok(),
+    };
     let membership = shared.scope.reserve(false, None).ok();
     let (Some(scope), Some(membership)) = (scope, membership) else {
         let mut s = shared.state.lock();

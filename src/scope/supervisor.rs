@@ -125,7 +125,7 @@ impl<Fut: Future> SupervisorFuture<Fut> {
             return;
         }
         child.task = None;
-        child.scope = None;
+        // `child.scope` stays: the next instance may reuse it (see `launch`).
         child.stop_deadline = None;
         let failed = matches!(ev.outcome, Outcome::Failed(_) | Outcome::Cancelled);
         if let Outcome::Failed(e) = ev.outcome {

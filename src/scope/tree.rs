@@ -161,9 +161,43 @@ impl Scope {
         }
         let inherited = if shield { None } else { ps.effective() };
         let scope = make(inherited);
-        ps.children.retain(|c| c.strong_count() > 0);
+        // Dead entries are swept only when the vector would grow, so a scope whose children
+        // come and go keeps it short at O(1) amortised per child.
+        if ps.children.len() == ps.children.capacity() {
+            ps.children.retain(|c| c.strong_count() > 0);
+        }
         ps.children.push(Arc::downgrade(&scope));
         Ok(scope)
+    }
+
+    /// Makes a scope that nothing refers to any more (no task, handle or child scope: the
+    /// caller holds its only strong reference) as good as new, for a supervised child's next
+    /// instance; it keeps its id and span. False when something still refers to it.
+    pub(crate) fn recycle(self: &Arc<Self>) -> bool {
+        if Arc::strong_count(self) != 1 {
+            return false;
+        }
+        let mut s = self.state.lock();
+        if s.closed || s.live_all > 0 {
+            return false;
+        }
+        s.requests = 0;
+        s.own_reason = None;
+        s.children.clear();
+        s.members.clear();
+        s.free_head = NO_SLOT;
+        s.hard_cancelled = false;
+        s.cancel_waiters.clear();
+        s.owner_waker = None;
+        *self.deadline.lock() = None;
+        // Rule 2: the parent is read while our lock is held, and the flag set under it.
+        s.inherited = match &self.parent {
+            Some(p) if !self.shield => p.reason(),
+            _ => None,
+        };
+        self.cancelled
+            .store(s.inherited.is_some(), Ordering::Release);
+        true
     }
 
     /// Effective cancellation (rule 1), in one load.
