@@ -179,13 +179,13 @@ impl<E> fmt::Debug for Nursery<E> {
 /// # Panics
 ///
 /// Outside a pitcrew runtime.
-pub async fn nursery<T, E, F, Fut>(body: F) -> Result<T, ScopeError<E>>
+pub fn nursery<T, E, F, Fut>(body: F) -> impl Future<Output = Result<T, ScopeError<E>>>
 where
     F: FnOnce(Nursery<E>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Send + 'static,
 {
-    nursery_with(ScopeOptions::new(), body).await
+    nursery_with(ScopeOptions::new(), body)
 }
 
 /// Runs `body` inline in the calling task, in a new scope, with a [`Nursery`] to spawn
@@ -201,7 +201,60 @@ where
 /// # Panics
 ///
 /// Outside a pitcrew runtime.
-pub async fn nursery_with<T, E, F, Fut>(opts: ScopeOptions, body: F) -> Result<T, ScopeError<E>>
+pub fn nursery_with<T, E, F, Fut>(
+    opts: ScopeOptions,
+    body: F,
+) -> impl Future<Output = Result<T, ScopeError<E>>>
+where
+    F: FnOnce(Nursery<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    NurseryRun::Start(Some((opts, body)))
+}
+
+/// The nursery future: its options and body until the first poll, then the running nursery.
+/// Written out by hand rather than as an `async fn`, which would keep the options and the body
+/// closure next to the running nursery for its whole life (a nursery is part of every task
+/// that opens one, so its size is paid per task).
+enum NurseryRun<F, Fut, T, E> {
+    Start(Option<(ScopeOptions, F)>),
+    Running(NurseryFuture<Fut, T, E>),
+}
+
+impl<T, E, F, Fut> Future for NurseryRun<F, Fut, T, E>
+where
+    F: FnOnce(Nursery<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    type Output = Result<T, ScopeError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: only the `Running` variant is pinned structurally, and it is never moved:
+        // it is written once, in place, over `Start` (whose contents are not pinned), and
+        // then only polled through `Pin::new_unchecked` and dropped in place.
+        let this = unsafe { self.get_unchecked_mut() };
+        if let NurseryRun::Start(init) = this {
+            let (opts, body) = init.take().expect("nursery polled after it returned");
+            match open(opts, body) {
+                Ok(running) => *this = NurseryRun::Running(running),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        match this {
+            // SAFETY: see above.
+            NurseryRun::Running(running) => unsafe { Pin::new_unchecked(running) }.poll(cx),
+            NurseryRun::Start(_) => unreachable!("the nursery was just opened"),
+        }
+    }
+}
+
+/// Opens the nursery's scope under the current one and calls the body (in the scope).
+fn open<T, E, F, Fut>(
+    opts: ScopeOptions,
+    body: F,
+) -> Result<NurseryFuture<Fut, T, E>, ScopeError<E>>
 where
     F: FnOnce(Nursery<E>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -214,7 +267,7 @@ where
         Err(()) => {
             return Err(ScopeError::Cancelled(Cancelled {
                 reason: CancelReason::Parent,
-            }))
+            }));
         }
     };
     if let Some(deadline) = opts.deadline {
@@ -236,7 +289,7 @@ where
             shared: shared.clone(),
         })
     };
-    NurseryFuture {
+    Ok(NurseryFuture {
         scope,
         shared,
         body: Some(body),
@@ -246,8 +299,7 @@ where
         background_cancelled: false,
         timer: None,
         done: false,
-    }
-    .await
+    })
 }
 
 /// The body is pinned structurally, in place (no box of its own): it is never moved out, only
