@@ -375,9 +375,10 @@ impl ScopeModel {
         self.0.lock().live_waited
     }
 
-    /// Closes the scope to new members.
-    pub fn close(&self) {
-        self.0.close();
+    /// Closes the scope to new members if it has none now, as the nursery does when it
+    /// returns; false when a member is alive.
+    pub fn close(&self) -> bool {
+        self.0.close_if_empty()
     }
 }
 

@@ -100,11 +100,16 @@ fn join_vs_close_is_counted_or_refused() {
         let scope = ScopeModel::root();
         let s2 = scope.clone();
         let joiner = thread::spawn(move || s2.join().is_some());
-        scope.close();
+        let closed = scope.close();
         let joined = joiner.join().unwrap();
+        // Refused only while a member was alive.
+        assert!(closed || joined);
         let (waker, _) = flag_waker();
         // The member (if any) was dropped by the joiner thread already.
         assert_eq!(scope.owner_wait(&waker), 0);
-        let _ = joined;
+        if !closed {
+            assert!(scope.close(), "an empty scope closes");
+        }
+        assert!(scope.join().is_none(), "a closed scope takes no member");
     });
 }

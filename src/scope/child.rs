@@ -29,7 +29,7 @@ pub(crate) struct ChildOpts {
 /// the user's future has been dropped).
 struct ChildFuture<F, E> {
     future: F,
-    nursery: DataArc<NurseryShared<E>>,
+    nursery: NurseryRef<E>,
     /// Only what the child needs when it ends (its name is in its task header): every byte
     /// here is a byte of every child's task cell.
     isolated: bool,
@@ -58,7 +58,7 @@ where
         };
         let id = task::id();
         if this.master {
-            this.nursery.master_ended();
+            this.nursery.get().master_ended();
         }
         Poll::Ready(match outcome {
             Ok(value) => Ok(value),
@@ -67,7 +67,7 @@ where
                 Err(JoinError::failed(id, Some(Box::new(e))))
             }
             Err(kind) => {
-                this.nursery.fail(Failure {
+                this.nursery.get().fail(Failure {
                     task: Some(id),
                     name: task::name(),
                     kind,
@@ -77,6 +77,30 @@ where
         })
     }
 }
+
+/// A child's pointer to its nursery's shared state, without a reference count: spawning a
+/// child would otherwise bump (and its end drop) a count that the nursery's owner and every
+/// sibling on other workers also touch.
+///
+/// It stays valid while the child's future exists: the child is a member of the nursery's
+/// scope until its `Membership` (the last field of `ChildFuture`) is dropped, and the nursery
+/// future, which holds a counted reference to the shared state, neither returns nor finishes
+/// dropping while its scope has a member (`NurseryFuture::poll` waits for `live_all == 0`,
+/// its `Drop` runs `Scope::reap_now`). A leaked nursery future leaks its reference too.
+struct NurseryRef<E>(std::ptr::NonNull<NurseryShared<E>>);
+
+impl<E> NurseryRef<E> {
+    fn get(&self) -> &NurseryShared<E> {
+        // SAFETY: valid while the child's future exists (see the type's docs), and `get` is
+        // only reached from the child's `poll`.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+// SAFETY: the pointer is only used for `&NurseryShared<E>`, which may be shared across threads
+// when `NurseryShared<E>` is `Sync` (its fields are locks, atomics and counted pointers; the
+// failures are `E: Send` behind a mutex).
+unsafe impl<E> Send for NurseryRef<E> where NurseryShared<E>: Sync {}
 
 /// A plain task spawned inside a scope: a background member of it.
 struct MemberFuture<F> {
@@ -245,7 +269,7 @@ impl<E: Send + 'static> ChildBuilder<'_, E> {
         let slot = membership.slot();
         let child = ChildFuture {
             future,
-            nursery: shared.clone(),
+            nursery: NurseryRef(std::ptr::NonNull::from(&**shared)),
             isolated: self.opts.isolated,
             master: self.opts.master,
             _membership: membership,

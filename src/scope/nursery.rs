@@ -443,7 +443,11 @@ impl<Fut: Future<Output = Result<T, E>>, T, E> Future for NurseryFuture<Fut, T, 
                 continue;
             }
             if this.body.is_none() && all == 0 {
-                scope.close();
+                // Closed only if still empty, in one step: a member that joined since the
+                // count was read (from a `Nursery` handle elsewhere) is waited for too.
+                if !scope.close_if_empty() {
+                    continue;
+                }
                 this.done = true;
                 return Poll::Ready(this.result());
             }

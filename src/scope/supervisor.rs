@@ -376,7 +376,10 @@ impl<Fut: Future> Future for SupervisorFuture<Fut> {
                 && members == 0
                 && (shutting_down || (this.body.is_none() && !pending_restart));
             if finished && this.body.is_none() {
-                scope.close();
+                // As in the nursery: closed only if no member joined since the count.
+                if !scope.close_if_empty() {
+                    continue;
+                }
                 this.done = true;
                 let mut s = this.shared.state.lock();
                 s.finished = true;

@@ -384,9 +384,14 @@ impl Scope {
         }
     }
 
-    /// No members from now on.
-    pub(crate) fn close(&self) {
-        self.state.lock().closed = true;
+    /// No members from now on, if there are none now; false (and still open) otherwise.
+    pub(crate) fn close_if_empty(&self) -> bool {
+        let mut s = self.state.lock();
+        if s.live_all > 0 {
+            return false;
+        }
+        s.closed = true;
+        true
     }
 
     /// Registers a waker for `cancelled().await`; false when already cancelled.
