@@ -125,7 +125,7 @@ where
 
     fn poll_future(&self) -> Poll<Result<F::Output, JoinError>> {
         let header = self.header();
-        let _span = header.span().enter();
+        let _span = header.enter_span();
         // SAFETY: the waker borrows this task for the duration of the poll, during which the
         // poller's reference keeps it alive; it is never dropped (it owns no reference).
         let waker = ManuallyDrop::new(unsafe { waker::waker_ref(self.cell.cast()) });
@@ -175,7 +175,7 @@ where
     /// Drops the future after it returned (or panicked). A panic in its `Drop` turns the result
     /// into that panic.
     fn drop_future(&self, output: Result<F::Output, JoinError>) -> Result<F::Output, JoinError> {
-        let _span = self.header().span().enter();
+        let _span = self.header().enter_span();
         // SAFETY: we hold RUNNING.
         match catch_unwind(AssertUnwindSafe(|| unsafe {
             self.set_stage(Stage::Consumed)
@@ -190,7 +190,7 @@ where
 
     /// Drops the future of a cancelled task. A panic in its `Drop` is reported as the result.
     fn cancel_future(&self) -> Result<F::Output, JoinError> {
-        let _span = self.header().span().enter();
+        let _span = self.header().enter_span();
         // SAFETY: we hold RUNNING.
         match catch_unwind(AssertUnwindSafe(|| unsafe {
             self.set_stage(Stage::Consumed)

@@ -67,6 +67,12 @@ impl Header {
         self.name.as_ref()
     }
 
+    /// Enters the task's span, if it has one (a branch, not a call, for the others).
+    #[inline]
+    pub(crate) fn enter_span(&self) -> Option<tracing::span::Entered<'_>> {
+        self.span.as_deref().map(tracing::Span::enter)
+    }
+
     /// The task's `runtime.spawn` span (disabled when no subscriber wants it).
     pub(crate) fn span(&self) -> &tracing::Span {
         self.span.as_deref().unwrap_or(&NO_SPAN)
@@ -123,6 +129,7 @@ unsafe impl Sync for RawTask {}
 
 impl RawTask {
     /// Allocates a task holding three references (join handle, owned list, first `Notified`).
+    #[inline]
     pub(crate) fn new<F, S>(
         future: F,
         scheduler: S,
