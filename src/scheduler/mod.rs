@@ -126,6 +126,8 @@ impl Shared {
         blocking: BlockingPool,
         io: Reactor,
     ) -> (Arc<Shared>, Vec<(Local<Notified>, Parker)>) {
+        // Task dumps convert poll ticks to time against a reference point taken here.
+        crate::task::poll_time::start();
         let mut locals = Vec::with_capacity(config.workers);
         let mut remotes = Vec::with_capacity(config.workers);
         for _ in 0..config.workers {

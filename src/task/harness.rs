@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::runtime::context;
 use crate::task::raw::{Cell, Header, Notified, RawTask, Schedule, Stage};
 use crate::task::state::{ToIdle, ToRunning};
-use crate::task::{coop, waker, JoinError};
+use crate::task::{coop, poll_time, waker, JoinError};
 
 /// A typed view of a task cell.
 pub(crate) struct Harness<F: Future, S> {
@@ -79,9 +79,17 @@ where
     pub(crate) fn poll(self) {
         match self.header().state.transition_to_running() {
             ToRunning::Success => {
-                self.header().polls.add_local(1);
-                let _task = context::enter_task(self.header());
-                match self.poll_future() {
+                let header = self.header();
+                // Only the thread holding RUNNING writes these statistics (plain load-and-store
+                // adds); the state transitions after the poll publish them to the next poller.
+                header.polls.add_local(1);
+                let _task = context::enter_task(header);
+                let started = poll_time::now();
+                let poll = self.poll_future();
+                header
+                    .poll_ticks
+                    .add_local(poll_time::elapsed(started, poll_time::now()));
+                match poll {
                     Poll::Ready(output) => {
                         let output = self.drop_future(output);
                         self.complete(output);

@@ -52,6 +52,8 @@ pub(crate) struct Header {
     pub(crate) span: tracing::Span,
     /// Polls so far (statistics for dumps; written by the poller only).
     pub(crate) polls: Counter,
+    /// Time spent in those polls, in `poll_time` ticks (written by the poller only).
+    pub(crate) poll_ticks: Counter,
     /// When it was spawned, from a clock the workers refresh now and then (dumps only).
     pub(crate) born: std::time::Instant,
 }
@@ -130,6 +132,7 @@ impl RawTask {
                 scope,
                 span,
                 polls: Counter::new(0),
+                poll_ticks: Counter::new(0),
                 born,
             },
             scheduler,
