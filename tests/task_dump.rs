@@ -16,6 +16,15 @@ use pitcrew::task::{self, TaskInfo, TaskState};
 
 use common::{join, recv, runtime, wait_until, within, Latch, TIMEOUT};
 
+/// A runtime that adds up each task's poll time.
+fn tracking_runtime(workers: usize) -> pitcrew::Runtime {
+    pitcrew::Runtime::builder()
+        .workers(workers)
+        .track_poll_time(true)
+        .build()
+        .expect("build a runtime")
+}
+
 fn find(tasks: &[TaskInfo], id: task::Id) -> Option<&TaskInfo> {
     tasks.iter().find(|t| t.id == id)
 }
@@ -82,7 +91,7 @@ fn dump_lists_a_sleeping_named_task_in_its_nursery() {
 fn dump_adds_up_the_time_spent_in_every_poll() {
     const POLLS: u64 = 3;
     const BLOCK: Duration = Duration::from_millis(10);
-    let rt = runtime(2);
+    let rt = tracking_runtime(2);
     let (polled_tx, polled_rx) = mpsc::channel();
     let release = tokio::sync::watch::channel(false);
     let mut go = release.1.clone();
@@ -112,12 +121,12 @@ fn dump_adds_up_the_time_spent_in_every_poll() {
     let t = seen.expect("found above");
     // The poll that finished the busy loop went on to the watch channel: POLLS polls in all.
     assert_eq!(t.polls, POLLS, "{t:?}");
+    let poll_time = t.poll_time.expect("the runtime tracks poll time");
     assert!(
-        t.poll_time >= BLOCK * POLLS as u32 && t.poll_time < TIMEOUT,
-        "poll time {:?} is not the sum of {POLLS} polls of at least {BLOCK:?}",
-        t.poll_time
+        poll_time >= BLOCK * POLLS as u32 && poll_time < TIMEOUT,
+        "poll time {poll_time:?} is not the sum of {POLLS} polls of at least {BLOCK:?}"
     );
-    assert!(t.age >= t.poll_time, "{t:?}");
+    assert!(t.age >= poll_time, "{t:?}");
     let tree = task::dump_tree(rt.handle()).to_string();
     let line = tree
         .lines()
@@ -130,7 +139,7 @@ fn dump_adds_up_the_time_spent_in_every_poll() {
 
 #[test]
 fn a_task_that_was_never_polled_has_no_poll_time() {
-    let rt = runtime(1);
+    let rt = tracking_runtime(1);
     let blocker_in = Latch::new();
     let release = Latch::new();
     let blocker = {
@@ -147,10 +156,28 @@ fn a_task_that_was_never_polled_has_no_poll_time() {
         .cloned()
         .expect("a queued task is live");
     assert_eq!(t.state, TaskState::Scheduled);
-    assert_eq!((t.polls, t.poll_time), (0, Duration::ZERO));
+    assert_eq!((t.polls, t.poll_time), (0, Some(Duration::ZERO)));
     release.open();
     join("the blocker", blocker).unwrap();
     join("the queued task", queued).unwrap();
+}
+
+#[test]
+fn poll_time_is_absent_unless_the_runtime_tracks_it() {
+    let rt = runtime(1);
+    let (polled_tx, polled_rx) = mpsc::channel();
+    let h = rt.spawn(async move {
+        polled_tx.send(()).unwrap();
+        std::future::pending::<()>().await
+    });
+    recv("the task's first poll", &polled_rx, TIMEOUT);
+    let t = find(&task::dump(rt.handle()), h.id())
+        .cloned()
+        .expect("a pending task is live");
+    assert_eq!(t.poll_time, None);
+    let tree = task::dump_tree(rt.handle()).to_string();
+    assert!(!tree.contains("poll_time="), "{tree}");
+    h.abort();
 }
 
 /// Counters of `Runtime::metrics` that only grow.
@@ -180,7 +207,7 @@ fn dump_and_metrics_from_another_thread_stay_consistent_while_ten_thousand_tasks
     const WAVE: usize = 250;
     const NURSERY_CHILDREN: usize = 8;
     const LOOKS: usize = 1_000;
-    let rt = Arc::new(runtime(2));
+    let rt = Arc::new(tracking_runtime(2));
     let finished = Arc::new(AtomicUsize::new(0));
     let spawned = Arc::new(AtomicUsize::new(0));
     let churning = Latch::new();
@@ -244,7 +271,7 @@ fn dump_and_metrics_from_another_thread_stay_consistent_while_ten_thousand_tasks
         std::thread::spawn(move || {
             assert!(churning.wait(TIMEOUT), "the churn never started");
             let mut last = counters(&rt.metrics());
-            let mut per_task: HashMap<task::Id, (u64, Duration)> = HashMap::new();
+            let mut per_task: HashMap<task::Id, (u64, Option<Duration>)> = HashMap::new();
             for _ in 0..LOOKS {
                 let tasks = task::dump(rt.handle());
                 let m = rt.metrics();
@@ -257,7 +284,8 @@ fn dump_and_metrics_from_another_thread_stay_consistent_while_ten_thousand_tasks
                 assert!(m.alive as u64 <= m.spawned, "{m:?}");
                 // A task's own statistics never go backwards.
                 for t in &tasks {
-                    let entry = per_task.entry(t.id).or_insert((0, Duration::ZERO));
+                    assert!(t.poll_time.is_some(), "the runtime tracks poll time");
+                    let entry = per_task.entry(t.id).or_insert((0, Some(Duration::ZERO)));
                     assert!(
                         t.polls >= entry.0 && t.poll_time >= entry.1,
                         "task {} went from {entry:?} to ({}, {:?})",

@@ -71,6 +71,8 @@ pub(crate) struct Config {
     pub(crate) on_start: Option<Hook>,
     pub(crate) on_stop: Option<Hook>,
     pub(crate) slow_poll_threshold: Option<Duration>,
+    /// Per-task poll time for dumps (`Builder::track_poll_time`).
+    pub(crate) track_poll_time: bool,
 }
 
 /// Per-worker statistics, written by the worker only.
@@ -126,8 +128,10 @@ impl Shared {
         blocking: BlockingPool,
         io: Reactor,
     ) -> (Arc<Shared>, Vec<(Local<Notified>, Parker)>) {
-        // Task dumps convert poll ticks to time against a reference point taken here.
-        crate::task::poll_time::start();
+        if config.track_poll_time {
+            // Task dumps convert poll ticks to time against a reference point taken here.
+            crate::task::poll_time::start();
+        }
         let mut locals = Vec::with_capacity(config.workers);
         let mut remotes = Vec::with_capacity(config.workers);
         for _ in 0..config.workers {
@@ -441,6 +445,10 @@ impl Schedule for Arc<Shared> {
 
     fn on_slow_poll(&self) {
         self.slow_polls.add(1);
+    }
+
+    fn tracks_poll_time(&self) -> bool {
+        self.config.track_poll_time
     }
 }
 
