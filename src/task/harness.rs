@@ -84,14 +84,7 @@ where
                 // adds); the state transitions after the poll publish them to the next poller.
                 header.polls.add_local(1);
                 let _task = context::enter_task(header);
-                let timed = self.scheduler().tracks_poll_time();
-                let started = if timed { poll_time::now() } else { 0 };
-                let poll = self.poll_future();
-                if timed {
-                    let took = poll_time::elapsed(started, poll_time::now());
-                    header.poll_ticks.add_local(took);
-                }
-                match poll {
+                match self.poll_future() {
                     Poll::Ready(output) => {
                         let output = self.drop_future(output);
                         self.complete(output);
@@ -133,8 +126,6 @@ where
         self.complete(output);
     }
 
-    // Inlined into `poll`, its only caller: the hottest path of the runtime.
-    #[inline(always)]
     fn poll_future(&self) -> Poll<Result<F::Output, JoinError>> {
         let header = self.header();
         let _span = header.span.enter();
@@ -146,6 +137,8 @@ where
             .scheduler()
             .slow_poll_threshold()
             .map(|t| (t, Instant::now()));
+        let timed = self.scheduler().tracks_poll_time();
+        let ticks = if timed { poll_time::now() } else { 0 };
         let _budget = coop::with_budget();
         let result = catch_unwind(AssertUnwindSafe(|| {
             self.cell().stage.with_mut(|ptr| {
@@ -162,6 +155,10 @@ where
                 }
             })
         }));
+        if timed {
+            let took = poll_time::elapsed(ticks, poll_time::now());
+            header.poll_ticks.add_local(took);
+        }
         if let Some((threshold, started)) = started {
             let elapsed = started.elapsed();
             if elapsed > threshold {
