@@ -232,15 +232,13 @@ impl Shared {
         }
     }
 
-    /// Allocates a task and adds it to the owned list. When the list is closed the task is
-    /// cancelled at once (its future dropped here) and no `Notified` is returned.
     /// `task::Builder::eager`: like [`try_spawn`](Self::try_spawn), but the first poll runs
     /// here, in the spawner, through the normal harness (state transitions, panic catching, coop
     /// budget, task context, all saved and restored around it). A task that finishes on that
     /// poll never touches a queue; one that returns `Pending` after being woken was requeued by
-    /// the harness. Falls back to a plain spawn where polling inline is not allowed: on a thread
-    /// that is not one of this runtime's workers or `block_on` threads, and inside a non-root
-    /// scope, whose membership is attached only after the task is bound.
+    /// the harness. Inside a non-root scope the task joins the scope first, exactly as a plain
+    /// spawn there does (`scope::try_spawn_member_eager`). Falls back to a plain spawn on a
+    /// thread that is not one of this runtime's workers or `block_on` threads.
     pub(crate) fn try_spawn_eager<F>(
         this: &Arc<Self>,
         future: F,
@@ -251,29 +249,44 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let in_scope = crate::runtime::context::with_nonroot_scope(|s| s.is_some());
-        if in_scope || !crate::runtime::context::is_polling_thread_of(this) {
+        if !crate::runtime::context::is_polling_thread_of(this) {
             return Self::try_spawn(this, future, name, location);
         }
         if this.owned.is_closed() {
             return Err(SpawnError::Shutdown);
         }
+        let scope = crate::runtime::context::with_nonroot_scope(|s| s.cloned());
+        if let Some(scope) = scope {
+            return crate::scope::try_spawn_member_eager(this, scope, future, name, location);
+        }
         match Self::bind_new(this, future, name, None, location) {
             (join, Some(task)) => {
-                with_current_worker(|cx| match cx {
-                    Some(cx) => this.remotes[cx.index].stats.spawned.add_local(1),
-                    None => {
-                        this.remote_spawned.add(1);
-                    }
-                });
-                task.run();
+                Self::run_spawned_eager(this, task);
                 Ok(join)
             }
             (_join, None) => Err(SpawnError::Shutdown),
         }
     }
 
-    fn bind_new<F>(
+    /// The first poll of an eager task, bound to the owned list (and to its scope) by the
+    /// caller, here on the spawner's thread, which must poll `this` runtime's tasks. The
+    /// spawner's inline scope is left for that poll, so that the task sees its own scope (from
+    /// its header) exactly as it will when a worker polls it.
+    pub(crate) fn run_spawned_eager(this: &Arc<Self>, task: Notified) {
+        debug_assert!(crate::runtime::context::is_polling_thread_of(this));
+        with_current_worker(|cx| match cx {
+            Some(cx) => this.remotes[cx.index].stats.spawned.add_local(1),
+            None => {
+                this.remote_spawned.add(1);
+            }
+        });
+        let _scope = crate::runtime::context::leave_scope();
+        task.run();
+    }
+
+    /// Allocates a task and adds it to the owned list. When the list is closed the task is
+    /// cancelled at once (its future dropped here) and no `Notified` is returned.
+    pub(crate) fn bind_new<F>(
         this: &Arc<Self>,
         future: F,
         name: Option<DataArc<str>>,
