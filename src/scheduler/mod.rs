@@ -90,7 +90,8 @@ pub(crate) struct WorkerStats {
 pub(crate) struct Remote {
     pub(crate) stealer: Stealer<Notified>,
     pub(crate) unparker: Unparker,
-    pub(crate) stats: WorkerStats,
+    /// Shared with the worker, which keeps its own pointer to bump them without indexing.
+    pub(crate) stats: DataArc<WorkerStats>,
 }
 
 /// Wakes the owner waiting for every task to end during the shutdown grace.
@@ -140,7 +141,7 @@ impl Shared {
             remotes.push(Remote {
                 stealer: local.stealer(),
                 unparker: parker.unparker(),
-                stats: WorkerStats::default(),
+                stats: DataArc::default(),
             });
             locals.push((local, parker));
         }
@@ -275,7 +276,7 @@ impl Shared {
     pub(crate) fn run_spawned_eager(this: &Arc<Self>, task: Notified) {
         debug_assert!(crate::runtime::context::is_polling_thread_of(this));
         with_current_worker(|cx| match cx {
-            Some(cx) => this.remotes[cx.index].stats.spawned.add_local(1),
+            Some(cx) => cx.stats.spawned.add_local(1),
             None => {
                 this.remote_spawned.add(1);
             }
@@ -320,7 +321,7 @@ impl Shared {
     fn schedule_spawned(this: &Arc<Self>, task: Notified) {
         with_current_worker(|cx| match cx {
             Some(cx) if std::ptr::eq(&*cx.shared, &**this) => {
-                this.remotes[cx.index].stats.spawned.add_local(1);
+                cx.stats.spawned.add_local(1);
                 cx.schedule_local(task, false);
             }
             _ => {
