@@ -275,12 +275,6 @@ impl Shared {
     /// its header) exactly as it will when a worker polls it.
     pub(crate) fn run_spawned_eager(this: &Arc<Self>, task: Notified) {
         debug_assert!(crate::runtime::context::is_polling_thread_of(this));
-        with_current_worker(|cx| match cx {
-            Some(cx) => cx.stats.spawned.add_local(1),
-            None => {
-                this.remote_spawned.add(1);
-            }
-        });
         let _scope = crate::runtime::context::leave_scope();
         task.run();
     }
@@ -310,6 +304,14 @@ impl Shared {
         // SAFETY: `RawTask::new` counted one reference for each of these two, and the third
         // for the owned list, which `bind` takes over (or `shutdown` consumes).
         let (join, task) = unsafe { (JoinHandle::new(raw), Notified::from_raw(raw)) };
+        // Counted before the task is listed: a metrics snapshot, which reads `alive` from the
+        // list before these counters, never shows more tasks alive than spawned.
+        with_current_worker(|cx| match cx {
+            Some(cx) if std::ptr::eq(&*cx.shared, &**this) => cx.stats.spawned.add_local(1),
+            _ => {
+                this.remote_spawned.add(1);
+            }
+        });
         if this.owned.bind(raw).is_err() {
             raw.shutdown();
             drop(task);
@@ -320,14 +322,8 @@ impl Shared {
 
     fn schedule_spawned(this: &Arc<Self>, task: Notified) {
         with_current_worker(|cx| match cx {
-            Some(cx) if std::ptr::eq(&*cx.shared, &**this) => {
-                cx.stats.spawned.add_local(1);
-                cx.schedule_local(task, false);
-            }
-            _ => {
-                this.remote_spawned.add(1);
-                this.inject(task);
-            }
+            Some(cx) if std::ptr::eq(&*cx.shared, &**this) => cx.schedule_local(task, false),
+            _ => this.inject(task),
         });
     }
 
