@@ -122,8 +122,10 @@ fn dump_adds_up_the_time_spent_in_every_poll() {
     // The poll that finished the busy loop went on to the watch channel: POLLS polls in all.
     assert_eq!(t.polls, POLLS, "{t:?}");
     let poll_time = t.poll_time.expect("the runtime tracks poll time");
+    // 10% below the sum, for the cycle counter's calibration; one poll alone is far below.
+    let least = BLOCK * POLLS as u32 * 9 / 10;
     assert!(
-        poll_time >= BLOCK * POLLS as u32 && poll_time < TIMEOUT,
+        poll_time >= least && poll_time < TIMEOUT,
         "poll time {poll_time:?} is not the sum of {POLLS} polls of at least {BLOCK:?}"
     );
     assert!(t.age >= poll_time, "{t:?}");
