@@ -512,6 +512,36 @@ fn spawn_join_batch<R: Rt>(rt: &R) -> Sample {
     })
 }
 
+/// Tasks of the `spawn_ready` and `spawn_eager_ready` rows.
+const READY_TASKS: usize = 100_000;
+
+/// 100,000 tasks that finish on their first poll, spawned from inside a task, then all joined;
+/// per task. The reference for `spawn_eager_ready`.
+fn spawn_ready<R: Rt>(rt: &R) -> Sample {
+    run_inside(rt, |s| async move {
+        black_box(spawn_and_join(&s, READY_TASKS).await);
+        READY_TASKS
+    })
+}
+
+/// `spawn_ready` with pitcrew's eager tasks: each first poll runs inline in the spawner, so a
+/// task that finishes there never touches a queue. The other columns run `spawn_ready`.
+fn spawn_eager_ready_pitcrew(rt: &PitcrewRt) -> Sample {
+    run_inside(rt, |_| async move {
+        let mut handles = Vec::with_capacity(READY_TASKS);
+        for i in 0..READY_TASKS {
+            let eager = pitcrew::task::Builder::new().eager();
+            handles.push(eager.spawn(async move { black_box(i) }).expect("running"));
+        }
+        let mut sum = 0;
+        for handle in handles {
+            sum += handle.await.expect("an eager task");
+        }
+        black_box(sum);
+        READY_TASKS
+    })
+}
+
 const YIELD_TASKS: usize = 200;
 const YIELDS_PER_TASK: usize = 1_000;
 
@@ -675,6 +705,15 @@ fn workloads() -> Vec<Workload> {
         row!("spawn_remote", spawn_remote),
         row!("spawn_local", spawn_local),
         row!("spawn_join_batch", spawn_join_batch),
+        row!("spawn_ready", spawn_ready),
+        // Eager tasks are pitcrew's own: the other columns spawn and join the same tasks
+        // plainly (target: eager at most 0.5x tokio's spawn + join).
+        Workload {
+            name: "spawn_eager_ready",
+            pitcrew: Box::new(spawn_eager_ready_pitcrew),
+            tokio: Box::new(spawn_ready::<TokioRt>),
+            async_executor: Box::new(spawn_ready::<AsyncExecutorRt>),
+        },
         row!("yield_many", yield_many),
         row!("yield_many_native", yield_many_native),
         row!("ping_pong", ping_pong),

@@ -183,3 +183,35 @@ fn metrics_io_registrations_counts_live_sockets() {
         rt.metrics().io_registrations == 0
     });
 }
+
+/// Runs one task whose single poll holds its worker for 50 ms on a runtime with `threshold`,
+/// and returns the slow-poll count before and after.
+fn slow_polls_around_a_50ms_poll(threshold: std::time::Duration) -> (u64, u64) {
+    let rt = pitcrew::Runtime::builder()
+        .workers(2)
+        .slow_poll_threshold(threshold)
+        .build()
+        .expect("build a runtime");
+    let before = rt.metrics().slow_polls;
+    let h = rt.spawn(async { std::thread::sleep(std::time::Duration::from_millis(50)) });
+    join("the slow task", h).unwrap();
+    // The count is bumped inside the poll, before the task completes and wakes its joiner.
+    let after = rt.metrics().slow_polls;
+    (before, after)
+}
+
+#[test]
+fn metrics_slow_polls_count_polls_longer_than_the_threshold() {
+    let (before, after) = slow_polls_around_a_50ms_poll(std::time::Duration::from_millis(10));
+    assert_eq!(before, 0, "a fresh runtime has polled nothing");
+    assert!(
+        after >= 1,
+        "a 50 ms poll over a 10 ms threshold was not counted"
+    );
+}
+
+#[test]
+fn metrics_slow_polls_ignore_polls_under_the_threshold() {
+    let (before, after) = slow_polls_around_a_50ms_poll(std::time::Duration::from_secs(3600));
+    assert_eq!((before, after), (0, 0));
+}

@@ -1,5 +1,5 @@
-//! Task identity: `task::Builder` names, `task::id()` / `try_id()` / `name()`, and the
-//! uniqueness of ids.
+//! Task identity and options: `task::Builder` names and eager start (at the root and inside
+//! nurseries), `task::id()` / `try_id()` / `name()`, and the uniqueness of ids.
 
 // clippy.toml routes sync primitives through the runtime's loom facade; tests use std's.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -259,4 +259,130 @@ fn eager_spawn_on_from_a_plain_thread_falls_back_to_a_normal_spawn() {
         .expect("the runtime is running");
     let id = handle.id();
     assert_eq!(join("the fallback task", handle).unwrap(), id);
+}
+
+#[test]
+fn eager_task_inside_a_nursery_runs_inline_in_the_nursery_scope() {
+    use pitcrew::scope::{self, nursery_with, ScopeOptions};
+
+    let rt = runtime(2);
+    let out = within("eager spawn in a nursery body", TIMEOUT, move || {
+        rt.block_on(nursery_with(
+            ScopeOptions::new().name("eager-scope"),
+            |_n| async move {
+                let handle = task::Builder::new()
+                    .eager()
+                    .spawn(async {
+                        let scope = scope::current().and_then(|s| s.name());
+                        (task::id(), scope.map(|s| s.to_string()))
+                    })
+                    .expect("the runtime is running");
+                assert!(
+                    handle.is_finished(),
+                    "it ran to its end before spawn returned"
+                );
+                assert_eq!(task::try_id(), None, "block_on's own context is restored");
+                let body_scope = scope::current().and_then(|s| s.name());
+                assert_eq!(body_scope.as_deref(), Some("eager-scope"));
+                let id = handle.id();
+                let (seen, scope) = handle.await.unwrap();
+                assert_eq!(seen, id, "task::id() inside is the eager task's");
+                Ok::<_, String>(scope)
+            },
+        ))
+    });
+    assert_eq!(out.unwrap().as_deref(), Some("eager-scope"));
+}
+
+#[test]
+fn eager_task_inside_a_nursery_is_a_member_the_nursery_cancels_and_waits_for() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let rt = runtime(2);
+    let started = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (flag, drops) = (started.clone(), dropped.clone());
+    let handle = within("a nursery with an eager member", TIMEOUT, move || {
+        rt.block_on(pitcrew::scope::nursery(|_n| async move {
+            let guard = common::DropCounter(drops);
+            let handle = task::Builder::new()
+                .eager()
+                .spawn(async move {
+                    let _guard = guard;
+                    flag.store(true, Ordering::SeqCst);
+                    std::future::pending::<()>().await
+                })
+                .expect("the runtime is running");
+            Ok::<_, String>(handle)
+        }))
+    })
+    .expect("the nursery succeeds");
+    assert!(started.load(Ordering::SeqCst), "its first poll ran");
+    assert!(
+        handle.is_finished(),
+        "the nursery ended only after its member"
+    );
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "the member's future was dropped once"
+    );
+    assert!(join("the member", handle).unwrap_err().is_cancelled());
+}
+
+#[test]
+fn eager_task_in_a_cancelled_scope_sees_the_cancellation_on_its_first_poll() {
+    use pitcrew::scope::{nursery_with, ScopeOptions};
+
+    let rt = runtime(2);
+    let out = within("eager spawn in a cancelled nursery", TIMEOUT, move || {
+        rt.block_on(nursery_with(
+            ScopeOptions::new().grace(std::time::Duration::from_secs(3600)),
+            |n| async move {
+                n.cancel();
+                let handle = task::Builder::new()
+                    .eager()
+                    .spawn(async { pitcrew::scope::is_cancelled() })
+                    .expect("the runtime is running");
+                assert!(handle.is_finished());
+                let seen = handle.await.unwrap();
+                assert_eq!(n.uncancel(), 0, "the scope carries on");
+                Ok::<_, String>(seen)
+            },
+        ))
+    });
+    assert!(out.expect("the scope carries on after uncancel"));
+}
+
+#[test]
+fn eager_and_plain_tasks_in_a_nursery_fail_alike_only_their_own_handle() {
+    fn panic_in_a_nursery(rt: &pitcrew::Runtime, eager: bool) -> (bool, bool) {
+        rt.block_on(pitcrew::scope::nursery(|_n| async move {
+            let builder = task::Builder::new();
+            let builder = if eager { builder.eager() } else { builder };
+            let handle = builder
+                .spawn(async {
+                    if task::try_id().is_some() {
+                        panic!("a member's panic");
+                    }
+                })
+                .expect("the runtime is running");
+            Ok::<_, String>(handle.await.unwrap_err().is_panic())
+        }))
+        .map_or((false, false), |panicked| (true, panicked))
+    }
+    let rt = runtime(2);
+    let (plain, eager) = within("panicking members", TIMEOUT, move || {
+        (
+            panic_in_a_nursery(&rt, false),
+            panic_in_a_nursery(&rt, true),
+        )
+    });
+    assert_eq!(
+        plain,
+        (true, true),
+        "nursery ok, the handle holds the panic"
+    );
+    assert_eq!(eager, plain);
 }

@@ -200,6 +200,15 @@ pub(crate) fn enter_scope(scope: &DataArc<Scope>) -> ScopeGuard {
     ScopeGuard { previous }
 }
 
+/// Leaves the scope entered inline, if any, until the guard drops: code polled meanwhile sees
+/// its task's own scope.
+pub(crate) fn leave_scope() -> ScopeGuard {
+    let previous = SCOPE
+        .try_with(|c| c.replace(std::ptr::null()))
+        .unwrap_or(std::ptr::null());
+    ScopeGuard { previous }
+}
+
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
         let previous = self.previous;

@@ -18,7 +18,8 @@ use crate::scheduler::Shared;
 pub struct Metrics {
     /// Worker threads.
     pub workers: usize,
-    /// Tasks spawned since the runtime started (blocking jobs not included).
+    /// Tasks spawned since the runtime started (blocking jobs not included). A task is counted
+    /// before it is listed as alive, so `alive <= spawned` in every snapshot.
     pub spawned: u64,
     /// Tasks alive now (spawned and not yet ended).
     pub alive: usize,
@@ -69,6 +70,8 @@ pub struct WorkerMetrics {
 
 impl Metrics {
     pub(crate) fn collect(shared: &Shared) -> Metrics {
+        // Before the spawn counters, which count a task before it is listed: alive <= spawned.
+        let alive = shared.owned.len();
         let per_worker: Vec<WorkerMetrics> = shared
             .remotes
             .iter()
@@ -86,7 +89,7 @@ impl Metrics {
             workers: shared.config.workers,
             spawned: shared.remote_spawned.get()
                 + per_worker.iter().map(|w| w.spawned).sum::<u64>(),
-            alive: shared.owned.len(),
+            alive,
             polls: per_worker.iter().map(|w| w.polls).sum(),
             steals: per_worker.iter().map(|w| w.steals).sum(),
             parks: per_worker.iter().map(|w| w.parks).sum(),

@@ -86,6 +86,7 @@ impl Runtime {
             on_start: b.on_thread_start,
             on_stop: b.on_thread_stop,
             slow_poll_threshold: b.slow_poll_threshold,
+            track_poll_time: b.track_poll_time,
         };
         let reactor = crate::io::reactor::Reactor::new().map_err(BuildError::Io)?;
         let (shared, locals) = Shared::new(config, blocking, reactor);

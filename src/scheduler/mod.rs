@@ -71,6 +71,8 @@ pub(crate) struct Config {
     pub(crate) on_start: Option<Hook>,
     pub(crate) on_stop: Option<Hook>,
     pub(crate) slow_poll_threshold: Option<Duration>,
+    /// Per-task poll time for dumps (`Builder::track_poll_time`).
+    pub(crate) track_poll_time: bool,
 }
 
 /// Per-worker statistics, written by the worker only.
@@ -88,7 +90,8 @@ pub(crate) struct WorkerStats {
 pub(crate) struct Remote {
     pub(crate) stealer: Stealer<Notified>,
     pub(crate) unparker: Unparker,
-    pub(crate) stats: WorkerStats,
+    /// Shared with the worker, which keeps its own pointer to bump them without indexing.
+    pub(crate) stats: DataArc<WorkerStats>,
 }
 
 /// Wakes the owner waiting for every task to end during the shutdown grace.
@@ -126,6 +129,10 @@ impl Shared {
         blocking: BlockingPool,
         io: Reactor,
     ) -> (Arc<Shared>, Vec<(Local<Notified>, Parker)>) {
+        if config.track_poll_time {
+            // Task dumps convert poll ticks to time against a reference point taken here.
+            crate::task::poll_time::start();
+        }
         let mut locals = Vec::with_capacity(config.workers);
         let mut remotes = Vec::with_capacity(config.workers);
         for _ in 0..config.workers {
@@ -134,7 +141,7 @@ impl Shared {
             remotes.push(Remote {
                 stealer: local.stealer(),
                 unparker: parker.unparker(),
-                stats: WorkerStats::default(),
+                stats: DataArc::default(),
             });
             locals.push((local, parker));
         }
@@ -226,15 +233,13 @@ impl Shared {
         }
     }
 
-    /// Allocates a task and adds it to the owned list. When the list is closed the task is
-    /// cancelled at once (its future dropped here) and no `Notified` is returned.
     /// `task::Builder::eager`: like [`try_spawn`](Self::try_spawn), but the first poll runs
     /// here, in the spawner, through the normal harness (state transitions, panic catching, coop
     /// budget, task context, all saved and restored around it). A task that finishes on that
     /// poll never touches a queue; one that returns `Pending` after being woken was requeued by
-    /// the harness. Falls back to a plain spawn where polling inline is not allowed: on a thread
-    /// that is not one of this runtime's workers or `block_on` threads, and inside a non-root
-    /// scope, whose membership is attached only after the task is bound.
+    /// the harness. Inside a non-root scope the task joins the scope first, exactly as a plain
+    /// spawn there does (`scope::try_spawn_member_eager`). Falls back to a plain spawn on a
+    /// thread that is not one of this runtime's workers or `block_on` threads.
     pub(crate) fn try_spawn_eager<F>(
         this: &Arc<Self>,
         future: F,
@@ -245,29 +250,38 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let in_scope = crate::runtime::context::with_nonroot_scope(|s| s.is_some());
-        if in_scope || !crate::runtime::context::is_polling_thread_of(this) {
+        if !crate::runtime::context::is_polling_thread_of(this) {
             return Self::try_spawn(this, future, name, location);
         }
         if this.owned.is_closed() {
             return Err(SpawnError::Shutdown);
         }
+        let scope = crate::runtime::context::with_nonroot_scope(|s| s.cloned());
+        if let Some(scope) = scope {
+            return crate::scope::try_spawn_member_eager(this, scope, future, name, location);
+        }
         match Self::bind_new(this, future, name, None, location) {
             (join, Some(task)) => {
-                with_current_worker(|cx| match cx {
-                    Some(cx) => this.remotes[cx.index].stats.spawned.add_local(1),
-                    None => {
-                        this.remote_spawned.add(1);
-                    }
-                });
-                task.run();
+                Self::run_spawned_eager(this, task);
                 Ok(join)
             }
             (_join, None) => Err(SpawnError::Shutdown),
         }
     }
 
-    fn bind_new<F>(
+    /// The first poll of an eager task, bound to the owned list (and to its scope) by the
+    /// caller, here on the spawner's thread, which must poll `this` runtime's tasks. The
+    /// spawner's inline scope is left for that poll, so that the task sees its own scope (from
+    /// its header) exactly as it will when a worker polls it.
+    pub(crate) fn run_spawned_eager(this: &Arc<Self>, task: Notified) {
+        debug_assert!(crate::runtime::context::is_polling_thread_of(this));
+        let _scope = crate::runtime::context::leave_scope();
+        task.run();
+    }
+
+    /// Allocates a task and adds it to the owned list. When the list is closed the task is
+    /// cancelled at once (its future dropped here) and no `Notified` is returned.
+    pub(crate) fn bind_new<F>(
         this: &Arc<Self>,
         future: F,
         name: Option<DataArc<str>>,
@@ -290,6 +304,14 @@ impl Shared {
         // SAFETY: `RawTask::new` counted one reference for each of these two, and the third
         // for the owned list, which `bind` takes over (or `shutdown` consumes).
         let (join, task) = unsafe { (JoinHandle::new(raw), Notified::from_raw(raw)) };
+        // Counted before the task is listed: a metrics snapshot, which reads `alive` from the
+        // list before these counters, never shows more tasks alive than spawned.
+        with_current_worker(|cx| match cx {
+            Some(cx) if std::ptr::eq(&*cx.shared, &**this) => cx.stats.spawned.add_local(1),
+            _ => {
+                this.remote_spawned.add(1);
+            }
+        });
         if this.owned.bind(raw).is_err() {
             raw.shutdown();
             drop(task);
@@ -300,14 +322,8 @@ impl Shared {
 
     fn schedule_spawned(this: &Arc<Self>, task: Notified) {
         with_current_worker(|cx| match cx {
-            Some(cx) if std::ptr::eq(&*cx.shared, &**this) => {
-                this.remotes[cx.index].stats.spawned.add_local(1);
-                cx.schedule_local(task, false);
-            }
-            _ => {
-                this.remote_spawned.add(1);
-                this.inject(task);
-            }
+            Some(cx) if std::ptr::eq(&*cx.shared, &**this) => cx.schedule_local(task, false),
+            _ => this.inject(task),
         });
     }
 
@@ -439,6 +455,10 @@ impl Schedule for Arc<Shared> {
 
     fn on_slow_poll(&self) {
         self.slow_polls.add(1);
+    }
+
+    fn tracks_poll_time(&self) -> bool {
+        self.config.track_poll_time
     }
 }
 

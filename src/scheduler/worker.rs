@@ -2,10 +2,10 @@
 
 use std::cell::Cell;
 
-use crate::loom::Arc;
+use crate::loom::{Arc, DataArc};
 use crate::runtime::{context, Handle};
 use crate::scheduler::queue::LOCAL_CAPACITY;
-use crate::scheduler::{Local, Parker, Shared, Steal, EVENT_INTERVAL, MAX_LIFO_POLLS};
+use crate::scheduler::{Local, Parker, Shared, Steal, WorkerStats, EVENT_INTERVAL, MAX_LIFO_POLLS};
 use crate::task::raw::Notified;
 
 /// How long a searcher that found no work keeps looking before it parks.
@@ -19,6 +19,8 @@ const SPIN_CHECKS_PER_CLOCK: u32 = 8;
 pub(crate) struct WorkerCx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) index: usize,
+    /// This worker's counters (also reachable as `shared.remotes[index].stats`).
+    pub(crate) stats: DataArc<WorkerStats>,
     local: Local<Notified>,
     lifo: Cell<Option<Notified>>,
     parker: Parker,
@@ -70,6 +72,7 @@ pub(crate) fn run_worker(
     let cx = WorkerCx {
         shared: shared.clone(),
         index,
+        stats: shared.remotes[index].stats.clone(),
         local,
         lifo: Cell::new(None),
         parker,
@@ -123,7 +126,7 @@ impl WorkerCx {
             // We were the last searcher and found work: there may be more, get help.
             self.shared.notify_parked();
         }
-        self.shared.remotes[self.index].stats.polls.add_local(1);
+        self.stats.polls.add_local(1);
         task.run();
     }
 
@@ -144,7 +147,7 @@ impl WorkerCx {
             let streak = self.lifo_streak.get();
             if streak < MAX_LIFO_POLLS {
                 self.lifo_streak.set(streak + 1);
-                self.shared.remotes[self.index].stats.lifo_hits.add_local(1);
+                self.stats.lifo_hits.add_local(1);
                 return Some(task);
             }
             // Enough LIFO tasks in a row: this one waits its turn at the back of the queue.
@@ -183,7 +186,7 @@ impl WorkerCx {
             loop {
                 match remotes[victim].stealer.steal_batch_and_pop(&self.local) {
                     Steal::Success(task) => {
-                        remotes[self.index].stats.steals.add_local(1);
+                        self.stats.steals.add_local(1);
                         return Some(task);
                     }
                     Steal::Empty => break,
@@ -287,7 +290,7 @@ impl WorkerCx {
             // ourselves) for it.
             shared.notify_parked();
         }
-        shared.remotes[self.index].stats.parks.add_local(1);
+        self.stats.parks.add_local(1);
         // Refresh the coarse clock when the park ends, however it ends.
         struct Refresh<'a>(&'a Cell<std::time::Instant>);
         impl Drop for Refresh<'_> {
@@ -364,7 +367,7 @@ impl WorkerCx {
 
     /// Moves the older half of the deque to the injector.
     fn overflow(&self) {
-        self.shared.remotes[self.index].stats.overflows.add_local(1);
+        self.stats.overflows.add_local(1);
         for _ in 0..LOCAL_CAPACITY / 2 {
             match self.local.pop() {
                 Some(task) => self.shared.injector.push(task),

@@ -165,6 +165,46 @@ where
     Ok(spawn_member(runtime, scope, future, name, location))
 }
 
+/// `task::Builder::eager` inside a scope: the task joins `scope` as in [`spawn_member`]
+/// (membership reserved and abort handle attached before it can run, so cancellation reaches
+/// it), then its first poll runs inline in the spawner. Refuses after runtime shutdown.
+pub(crate) fn try_spawn_member_eager<F>(
+    runtime: &crate::loom::Arc<Shared>,
+    scope: DataArc<Scope>,
+    future: F,
+    name: Option<DataArc<str>>,
+    location: &'static Location<'static>,
+) -> Result<JoinHandle<F::Output>, SpawnError>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let Ok(membership) = scope.reserve(true, None) else {
+        // The scope has finished: as in `spawn_member`, the task belongs to the root scope.
+        return match Shared::bind_new(runtime, future, name, None, location) {
+            (join, Some(task)) => {
+                Shared::run_spawned_eager(runtime, task);
+                Ok(join)
+            }
+            (_join, None) => Err(SpawnError::Shutdown),
+        };
+    };
+    let slot = membership.slot();
+    let member = MemberFuture {
+        future,
+        _membership: membership,
+    };
+    let (join, task) = Shared::bind_new(runtime, member, name, Some(scope.clone()), location);
+    scope.attach(slot, join.abort_handle());
+    match task {
+        Some(task) => {
+            Shared::run_spawned_eager(runtime, task);
+            Ok(join)
+        }
+        None => Err(SpawnError::Shutdown),
+    }
+}
+
 /// Spawns a child with options. From [`Nursery::child`].
 ///
 /// # Examples

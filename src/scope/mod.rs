@@ -85,7 +85,7 @@ pub use spec::{
 pub use supervised::Supervisor;
 pub use supervisor::supervisor;
 
-pub(crate) use child::{spawn_member, try_spawn_member};
+pub(crate) use child::{spawn_member, try_spawn_member, try_spawn_member_eager};
 
 /// Options of a nursery's scope.
 #[derive(Debug, Clone, Default)]

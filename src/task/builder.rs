@@ -54,8 +54,9 @@ impl Builder {
     /// - Polling inline needs a thread that polls this runtime's tasks: one of its workers, or
     ///   a thread inside its `block_on`. Anywhere else (a blocking-pool thread, another runtime,
     ///   a plain thread with `spawn_on`) the task is spawned normally.
-    /// - Inside a non-root scope (a nursery body or one of its children) the task is also
-    ///   spawned normally, so that it joins the scope before it can run.
+    /// - Inside a non-root scope (a nursery body or one of its children) the task joins the
+    ///   scope before its first poll, as a plain spawn there does: the scope's cancellation
+    ///   reaches it, and the nursery waits for it.
     /// - The first poll runs on the spawner's stack and delays it: keep eager tasks short
     ///   before their first `.await`, and do not chain eager spawns deeply.
     ///

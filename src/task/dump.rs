@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::loom::DataArc;
 use crate::runtime::Handle;
-use crate::task::Id;
+use crate::task::{poll_time, Id};
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,10 @@ pub struct TaskInfo {
     pub state: TaskState,
     /// Times it was polled.
     pub polls: u64,
+    /// Time spent inside those polls, all added up (the poll under way, if any, not included);
+    /// `None` unless the runtime was built with
+    /// [`track_poll_time`](crate::runtime::Builder::track_poll_time).
+    pub poll_time: Option<Duration>,
     /// Time since it was spawned (to within a worker's coarse clock, a few microseconds on a
     /// busy worker).
     pub age: Duration,
@@ -53,6 +57,11 @@ pub struct TaskInfo {
 /// ```
 pub fn dump(handle: &Handle) -> Vec<TaskInfo> {
     let now = std::time::Instant::now();
+    let rate = handle
+        .shared
+        .config
+        .track_poll_time
+        .then(poll_time::Rate::get);
     let mut out = Vec::new();
     handle.shared.owned.for_each(|h| {
         let mut scope_path = Vec::new();
@@ -70,6 +79,7 @@ pub fn dump(handle: &Handle) -> Vec<TaskInfo> {
             scope_path,
             state: h.state.load().describe(),
             polls: h.polls.get(),
+            poll_time: rate.map(|r| r.to_duration(h.poll_ticks.get())),
             age: now.saturating_duration_since(h.born),
         });
     });
@@ -77,7 +87,8 @@ pub fn dump(handle: &Handle) -> Vec<TaskInfo> {
 }
 
 /// The tasks of a [`dump`], printed by `Display` as an indented tree: scope names as headers,
-/// each task below its innermost named scope with its id, name, state, polls and age. Tasks
+/// each task below its innermost named scope with its id, name, state, polls, total poll time
+/// (when tracked) and age. Tasks
 /// outside any named scope come first, under the `runtime` header; within a scope its own tasks
 /// come before its child scopes, each group in id order.
 ///
@@ -150,7 +161,11 @@ impl std::fmt::Display for TaskDump {
             if let Some(name) = &t.name {
                 write!(f, " {name:?}")?;
             }
-            writeln!(f, " {} polls={} age={:?}", t.state, t.polls, t.age)?;
+            write!(f, " {} polls={}", t.state, t.polls)?;
+            if let Some(poll_time) = t.poll_time {
+                write!(f, " poll_time={poll_time:?}")?;
+            }
+            writeln!(f, " age={:?}", t.age)?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::runtime::context;
 use crate::task::raw::{Cell, Header, Notified, RawTask, Schedule, Stage};
 use crate::task::state::{ToIdle, ToRunning};
-use crate::task::{coop, waker, JoinError};
+use crate::task::{coop, poll_time, waker, JoinError};
 
 /// A typed view of a task cell.
 pub(crate) struct Harness<F: Future, S> {
@@ -79,8 +79,11 @@ where
     pub(crate) fn poll(self) {
         match self.header().state.transition_to_running() {
             ToRunning::Success => {
-                self.header().polls.add_local(1);
-                let _task = context::enter_task(self.header());
+                let header = self.header();
+                // Only the thread holding RUNNING writes these statistics (plain load-and-store
+                // adds); the state transitions after the poll publish them to the next poller.
+                header.polls.add_local(1);
+                let _task = context::enter_task(header);
                 match self.poll_future() {
                     Poll::Ready(output) => {
                         let output = self.drop_future(output);
@@ -134,6 +137,8 @@ where
             .scheduler()
             .slow_poll_threshold()
             .map(|t| (t, Instant::now()));
+        let timed = self.scheduler().tracks_poll_time();
+        let ticks = if timed { poll_time::now() } else { 0 };
         let _budget = coop::with_budget();
         let result = catch_unwind(AssertUnwindSafe(|| {
             self.cell().stage.with_mut(|ptr| {
@@ -150,6 +155,10 @@ where
                 }
             })
         }));
+        if timed {
+            let took = poll_time::elapsed(ticks, poll_time::now());
+            header.poll_ticks.add_local(took);
+        }
         if let Some((threshold, started)) = started {
             let elapsed = started.elapsed();
             if elapsed > threshold {

@@ -65,6 +65,7 @@
 pub(crate) mod coop;
 pub(crate) mod harness;
 pub(crate) mod list;
+pub(crate) mod poll_time;
 pub(crate) mod raw;
 pub(crate) mod state;
 pub(crate) mod waker;

@@ -34,6 +34,11 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
 
     /// Called after a poll longer than the threshold.
     fn on_slow_poll(&self) {}
+
+    /// Whether polls are timed for the task's poll-time total.
+    fn tracks_poll_time(&self) -> bool {
+        false
+    }
 }
 
 /// The part of every task that does not depend on its future's type.
@@ -54,6 +59,9 @@ pub(crate) struct Header {
     span: Option<Box<tracing::Span>>,
     /// Polls so far (statistics for dumps; written by the poller only).
     pub(crate) polls: Counter,
+    /// Time spent in those polls, in `poll_time` ticks, when the scheduler tracks it (written
+    /// by the poller only).
+    pub(crate) poll_ticks: Counter,
     /// When it was spawned, from a clock the workers refresh now and then (dumps only).
     pub(crate) born: std::time::Instant,
 }
@@ -155,6 +163,7 @@ impl RawTask {
                 scope,
                 span,
                 polls: Counter::new(0),
+                poll_ticks: Counter::new(0),
                 born,
             },
             scheduler,
