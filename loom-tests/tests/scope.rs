@@ -108,3 +108,100 @@ fn join_vs_close_is_counted_or_refused() {
         let _ = joined;
     });
 }
+
+fn runtime(workers: usize) -> pitcrew::Runtime {
+    pitcrew::Runtime::builder()
+        .workers(workers)
+        .build()
+        .expect("runtime builds under loom")
+}
+
+/// Ready at its first poll with `Ok(())`, holding a drop token until the future itself is
+/// dropped (an `async` block would drop it before returning `Ready`).
+struct ReadyHolding(#[allow(dead_code)] DropToken);
+
+impl std::future::Future for ReadyHolding {
+    type Output = Result<(), ()>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A nursery returns only after its child's future has been dropped: the child leaves the
+/// scope (the live count the owner waits on) after its future is gone, never when it merely
+/// completes (mutant `decrement_before_drop`). The owner runs in `block_on` on the model's
+/// main thread, the child on the worker.
+#[test]
+fn nursery_returns_only_after_its_childs_future_is_dropped() {
+    model(|| {
+        let rt = runtime(1);
+        let drops = DropCounter::new();
+        let token = drops.token();
+        let seen = drops.clone();
+        rt.block_on(async move {
+            let r = pitcrew::scope::nursery(|n: pitcrew::scope::Nursery<()>| async move {
+                n.spawn(ReadyHolding(token));
+                Ok::<_, ()>(())
+            })
+            .await;
+            assert!(r.is_ok());
+            assert_eq!(
+                seen.count(),
+                1,
+                "the nursery returned before its child's future was dropped"
+            );
+        });
+        drop(rt);
+    });
+}
+
+/// A child that fails while its sibling waits for cancellation: the sibling is cancelled, the
+/// nursery reports exactly one failure (the trigger), and both futures are dropped once.
+#[test]
+fn child_failure_cancels_its_sibling_and_is_delivered_once() {
+    model_bounded(1, || {
+        let rt = runtime(1);
+        let drops = DropCounter::new();
+        let (ta, tb) = (drops.token(), drops.token());
+        let seen = drops.clone();
+        rt.block_on(async move {
+            let r =
+                pitcrew::scope::nursery(|n: pitcrew::scope::Nursery<&'static str>| async move {
+                    n.spawn(async move {
+                        let _t = tb;
+                        let c = pitcrew::scope::cancelled().await;
+                        assert!(
+                            matches!(c.reason, pitcrew::scope::CancelReason::SiblingFailed(_)),
+                            "{c:?}"
+                        );
+                        Ok::<(), &'static str>(())
+                    });
+                    n.spawn(async move {
+                        let _t = ta;
+                        Err::<(), _>("boom")
+                    });
+                    Ok(())
+                })
+                .await;
+            match r {
+                Err(pitcrew::scope::ScopeError::Failed(failures)) => {
+                    assert_eq!(
+                        failures.len(),
+                        1,
+                        "the failure was delivered more than once"
+                    );
+                    assert!(matches!(
+                        failures[0].kind,
+                        pitcrew::scope::FailureKind::Error("boom")
+                    ));
+                }
+                other => panic!("nursery returned {other:?}"),
+            }
+            assert_eq!(seen.count(), 2);
+        });
+        drop(rt);
+    });
+}
