@@ -54,6 +54,8 @@ where
             Ok(Poll::Ready(Err(e))) => Err(FailureKind::Error(e)),
             Err(payload) => Err(FailureKind::Panic(payload)),
         };
+        #[cfg(all(loom, loom_mutants))]
+        this._membership.mutant_leave_early();
         let id = task::id();
         if this.opts.master {
             this.nursery.master_ended();

@@ -243,6 +243,14 @@ impl State {
 
     /// Wake through a reference to a waker.
     pub(crate) fn transition_to_notified_by_ref(&self) -> ToNotified {
+        #[cfg(all(loom, loom_mutants))]
+        if crate::loom_api::mutants::active(crate::loom_api::mutants::Mutant::LoadOnlyWake) {
+            // Mutant: the load-only fast path (no release when already notified).
+            let s = self.load();
+            if s.is_complete() || s.is_notified() {
+                return ToNotified::DoNothing;
+            }
+        }
         self.update(|s| {
             if s.is_complete() || s.is_notified() {
                 return (ToNotified::DoNothing, s);
