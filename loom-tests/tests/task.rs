@@ -470,3 +470,50 @@ fn tasks_awaiting_each_others_handles_leak_nothing_at_shutdown() {
         assert_eq!(sched.alive(), 0, "a task of the cycle leaked");
     });
 }
+
+/// `wake_by_ref` from a third thread while two threads run the queue and the task's first poll
+/// is still pending: the wake is not lost, the task is never polled by two threads at once,
+/// and it is queued at most once at any time.
+#[test]
+fn wake_by_ref_vs_pending_poll_never_polls_concurrently() {
+    model(|| {
+        use loom::sync::atomic::AtomicBool;
+        let sched = MockScheduler::new();
+        let drops = DropCounter::new();
+        let slot = WakerSlot::new();
+        let in_poll = Arc::new(AtomicBool::new(false));
+        let polls = Arc::new(AtomicUsize::new(0));
+        let (s, busy, n, token) = (slot.clone(), in_poll.clone(), polls.clone(), drops.token());
+        let join = sched.spawn(std::future::poll_fn(move |cx| {
+            let _ = &token;
+            assert!(!busy.swap(true, Ordering::SeqCst), "two concurrent polls");
+            let first = n.fetch_add(1, Ordering::SeqCst) == 0;
+            if first {
+                s.put(cx.waker());
+            }
+            busy.store(false, Ordering::SeqCst);
+            if first {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        }));
+        let waker_slot = slot.clone();
+        let waker = thread::spawn(move || waker_slot.take_spin().wake_by_ref());
+        let runner = {
+            let sched = sched.clone();
+            thread::spawn(move || {
+                sched.run_all();
+            })
+        };
+        sched.run_all();
+        waker.join().unwrap();
+        runner.join().unwrap();
+        assert!(sched.queued() <= 1, "queued more than once");
+        sched.run_all();
+        assert_eq!(polls.load(Ordering::SeqCst), 2, "the wake-up was lost");
+        assert_eq!(drops.count(), 1);
+        drop(join);
+        assert_eq!(sched.alive(), 0);
+    });
+}
