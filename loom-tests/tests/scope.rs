@@ -158,10 +158,11 @@ fn nursery_returns_only_after_its_childs_future_is_dropped() {
     });
 }
 
-/// A child that fails while its sibling waits for cancellation: the sibling is cancelled, the
-/// nursery reports exactly one failure (the trigger), and both futures are dropped once.
+/// A child that panics while its sibling waits for cancellation: the sibling is cancelled, the
+/// nursery reports exactly one failure (the panic, the trigger), and both futures are dropped
+/// once.
 #[test]
-fn child_failure_cancels_its_sibling_and_is_delivered_once() {
+fn child_panic_cancels_its_sibling_and_is_delivered_once() {
     model_bounded(1, || {
         let rt = runtime(1);
         let drops = DropCounter::new();
@@ -181,7 +182,10 @@ fn child_failure_cancels_its_sibling_and_is_delivered_once() {
                     });
                     n.spawn(async move {
                         let _t = ta;
-                        Err::<(), _>("boom")
+                        if true {
+                            panic!("boom (expected by the model)");
+                        }
+                        Ok::<(), &'static str>(())
                     });
                     Ok(())
                 })
@@ -195,7 +199,7 @@ fn child_failure_cancels_its_sibling_and_is_delivered_once() {
                     );
                     assert!(matches!(
                         failures[0].kind,
-                        pitcrew::scope::FailureKind::Error("boom")
+                        pitcrew::scope::FailureKind::Panic(_)
                     ));
                 }
                 other => panic!("nursery returned {other:?}"),
