@@ -209,3 +209,52 @@ fn child_panic_cancels_its_sibling_and_is_delivered_once() {
         drop(rt);
     });
 }
+
+/// A nursery child spawned while another thread cancels the nursery: the child is counted and
+/// sees the cancellation (it waits for nothing else, so a lost cancel is a deadlock), or it is
+/// refused; the nursery returns, and every future is dropped once. The
+/// nursery runs as a task (its owner must not sit in `block_on`, see the README), the model's
+/// main thread cancels it.
+#[test]
+fn spawn_vs_cancel_child_is_cancelled_or_refused() {
+    model(|| {
+        let rt = runtime(1);
+        let drops = DropCounter::new();
+        let token = drops.token();
+        let slot: loom::sync::Arc<loom::sync::Mutex<Option<pitcrew::scope::Nursery<()>>>> =
+            Default::default();
+        let put = slot.clone();
+        let join = rt.spawn(async move {
+            pitcrew::scope::nursery(|n: pitcrew::scope::Nursery<()>| async move {
+                *put.lock().unwrap() = Some(n.clone());
+                let child = n.spawn(async move {
+                    let _t = token;
+                    pitcrew::scope::cancelled().await;
+                    Ok(())
+                });
+                drop(child);
+                Ok(())
+            })
+            .await
+        });
+        let nursery = loop {
+            if let Some(n) = slot.lock().unwrap().take() {
+                break n;
+            }
+            thread::yield_now();
+        };
+        nursery.cancel();
+        let result = rt.block_on(join).expect("the nursery task");
+        // The body returned its value; a cancel the children obeyed is not a failure.
+        assert!(
+            matches!(
+                result,
+                Ok(()) | Err(pitcrew::scope::ScopeError::Cancelled(_))
+            ),
+            "{result:?}"
+        );
+        assert_eq!(drops.count(), 1, "the child's future dropped exactly once");
+        drop(nursery);
+        drop(rt);
+    });
+}
