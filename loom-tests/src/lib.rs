@@ -45,6 +45,10 @@ impl WakerSlot {
     pub fn put(&self, waker: &Waker) {
         *self.0.lock().unwrap() = Some(waker.clone());
     }
+    /// Takes the waker, if one is there.
+    pub fn take(&self) -> Option<Waker> {
+        self.0.lock().unwrap().take()
+    }
     /// Spins (yielding to loom) until a waker is there, and takes it.
     pub fn take_spin(&self) -> Waker {
         loop {

@@ -113,3 +113,153 @@ fn join_vs_close_is_counted_or_refused() {
         assert!(scope.join().is_none(), "a closed scope takes no member");
     });
 }
+
+fn runtime(workers: usize) -> pitcrew::Runtime {
+    pitcrew::Runtime::builder()
+        .workers(workers)
+        .build()
+        .expect("runtime builds under loom")
+}
+
+/// Ready at its first poll with `Ok(())`, holding a drop token until the future itself is
+/// dropped (an `async` block would drop it before returning `Ready`).
+struct ReadyHolding(#[allow(dead_code)] DropToken);
+
+impl std::future::Future for ReadyHolding {
+    type Output = Result<(), ()>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A nursery returns only after its child's future has been dropped: the child leaves the
+/// scope (the live count the owner waits on) after its future is gone, never when it merely
+/// completes (mutant `decrement_before_drop`). The owner runs in `block_on` on the model's
+/// main thread, the child on the worker.
+#[test]
+fn nursery_returns_only_after_its_childs_future_is_dropped() {
+    model(|| {
+        let rt = runtime(1);
+        let drops = DropCounter::new();
+        let token = drops.token();
+        let seen = drops.clone();
+        rt.block_on(async move {
+            let r = pitcrew::scope::nursery(|n: pitcrew::scope::Nursery<()>| async move {
+                n.spawn(ReadyHolding(token));
+                Ok::<_, ()>(())
+            })
+            .await;
+            assert!(r.is_ok());
+            assert_eq!(
+                seen.count(),
+                1,
+                "the nursery returned before its child's future was dropped"
+            );
+        });
+        drop(rt);
+    });
+}
+
+/// A child that panics while its sibling waits for cancellation: the sibling is cancelled, the
+/// nursery reports exactly one failure (the panic, the trigger), and both futures are dropped
+/// once.
+#[test]
+fn child_panic_cancels_its_sibling_and_is_delivered_once() {
+    model_bounded(1, || {
+        let rt = runtime(1);
+        let drops = DropCounter::new();
+        let (ta, tb) = (drops.token(), drops.token());
+        let seen = drops.clone();
+        rt.block_on(async move {
+            let r =
+                pitcrew::scope::nursery(|n: pitcrew::scope::Nursery<&'static str>| async move {
+                    n.spawn(async move {
+                        let _t = tb;
+                        let c = pitcrew::scope::cancelled().await;
+                        assert!(
+                            matches!(c.reason, pitcrew::scope::CancelReason::SiblingFailed(_)),
+                            "{c:?}"
+                        );
+                        Ok::<(), &'static str>(())
+                    });
+                    n.spawn(async move {
+                        let _t = ta;
+                        if true {
+                            panic!("boom (expected by the model)");
+                        }
+                        Ok::<(), &'static str>(())
+                    });
+                    Ok(())
+                })
+                .await;
+            match r {
+                Err(pitcrew::scope::ScopeError::Failed(failures)) => {
+                    assert_eq!(
+                        failures.len(),
+                        1,
+                        "the failure was delivered more than once"
+                    );
+                    assert!(matches!(
+                        failures[0].kind,
+                        pitcrew::scope::FailureKind::Panic(_)
+                    ));
+                }
+                other => panic!("nursery returned {other:?}"),
+            }
+            assert_eq!(seen.count(), 2);
+        });
+        drop(rt);
+    });
+}
+
+/// A nursery child spawned while another thread cancels the nursery: the child is counted and
+/// sees the cancellation (it waits for nothing else, so a lost cancel is a deadlock), or it is
+/// refused; the nursery returns, and every future is dropped once. The
+/// nursery runs as a task (its owner must not sit in `block_on`, see the README), the model's
+/// main thread cancels it.
+#[test]
+fn spawn_vs_cancel_child_is_cancelled_or_refused() {
+    model(|| {
+        let rt = runtime(1);
+        let drops = DropCounter::new();
+        let token = drops.token();
+        let slot: loom::sync::Arc<loom::sync::Mutex<Option<pitcrew::scope::Nursery<()>>>> =
+            Default::default();
+        let put = slot.clone();
+        let join = rt.spawn(async move {
+            pitcrew::scope::nursery(|n: pitcrew::scope::Nursery<()>| async move {
+                *put.lock().unwrap() = Some(n.clone());
+                let child = n.spawn(async move {
+                    let _t = token;
+                    pitcrew::scope::cancelled().await;
+                    Ok(())
+                });
+                drop(child);
+                Ok(())
+            })
+            .await
+        });
+        let nursery = loop {
+            if let Some(n) = slot.lock().unwrap().take() {
+                break n;
+            }
+            thread::yield_now();
+        };
+        nursery.cancel();
+        let result = rt.block_on(join).expect("the nursery task");
+        // The body returned its value; a cancel the children obeyed is not a failure.
+        assert!(
+            matches!(
+                result,
+                Ok(()) | Err(pitcrew::scope::ScopeError::Cancelled(_))
+            ),
+            "{result:?}"
+        );
+        assert_eq!(drops.count(), 1, "the child's future dropped exactly once");
+        drop(nursery);
+        drop(rt);
+    });
+}

@@ -106,6 +106,14 @@ impl Idle {
         let prev = self.state.fetch_sub(dec, Ordering::SeqCst);
         debug_assert!(!sleepers.contains(&worker), "worker {worker} parked twice");
         sleepers.push(worker);
+        #[cfg(all(loom, loom_mutants))]
+        if crate::loom_api::mutants::active(
+            crate::loom_api::mutants::Mutant::DoubleIdleRegistration,
+        ) {
+            // Mutant: the worker is listed twice (one wake-up leaves it listed, so it takes
+            // the wake-up for a spurious one and parks again).
+            sleepers.push(worker);
+        }
         Parked {
             last_searcher: is_searching && Self::num_searching(prev) == 1,
             last_awake: Self::num_unparked(prev) == 1,

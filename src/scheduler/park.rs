@@ -128,6 +128,12 @@ impl Unparker {
                 // Taking the lock orders us after the owner's `wait` started, so the
                 // notification cannot slip in before it and be lost.
                 drop(inner.lock.lock());
+                #[cfg(all(loom, loom_mutants))]
+                if crate::loom_api::mutants::active(crate::loom_api::mutants::Mutant::MissingUnpark)
+                {
+                    // Mutant: the sleeper is marked notified but never signalled.
+                    return;
+                }
                 inner.cvar.notify_one();
             }
             actual => unreachable!("parker in unknown state {actual}"),

@@ -56,6 +56,8 @@ where
             Ok(Poll::Ready(Err(e))) => Err(FailureKind::Error(e)),
             Err(payload) => Err(FailureKind::Panic(payload)),
         };
+        #[cfg(all(loom, loom_mutants))]
+        this._membership.mutant_leave_early();
         let id = task::id();
         if this.master {
             this.nursery.get().master_ended();

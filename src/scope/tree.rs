@@ -411,6 +411,15 @@ impl Membership {
     pub(crate) fn slot(&self) -> (u32, u32) {
         (self.slot, self.generation)
     }
+
+    /// Mutant `DecrementBeforeDrop`: leaves the scope now, while the member's future is still
+    /// alive (the later drop finds the slot inactive and does nothing).
+    #[cfg(all(loom, loom_mutants))]
+    pub(crate) fn mutant_leave_early(&mut self) {
+        if crate::loom_api::mutants::active(crate::loom_api::mutants::Mutant::DecrementBeforeDrop) {
+            self.leave();
+        }
+    }
 }
 
 fn default_grace_passed(
@@ -423,6 +432,14 @@ fn default_grace_passed(
 
 impl Drop for Membership {
     fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+impl Membership {
+    /// Ends the membership: frees the slot, and wakes the owner when the members it waits for
+    /// are gone. Idempotent: once the slot is inactive (or reused) this does nothing.
+    fn leave(&mut self) {
         let mut s = self.scope.state.lock();
         let free_head = s.free_head;
         let background = match s.members.get_mut(self.slot as usize) {

@@ -243,6 +243,14 @@ impl State {
 
     /// Wake through a reference to a waker.
     pub(crate) fn transition_to_notified_by_ref(&self) -> ToNotified {
+        #[cfg(all(loom, loom_mutants))]
+        if crate::loom_api::mutants::active(crate::loom_api::mutants::Mutant::LoadOnlyWake) {
+            // Mutant: the load-only fast path (no release when already notified).
+            let s = self.load();
+            if s.is_complete() || s.is_notified() {
+                return ToNotified::DoNothing;
+            }
+        }
         self.update(|s| {
             if s.is_complete() || s.is_notified() {
                 return (ToNotified::DoNothing, s);
@@ -343,13 +351,15 @@ impl State {
     }
 
     /// The `JoinHandle` wants to replace its waker: take the slot back. Fails when the task
-    /// completed first.
+    /// completed first (the runtime may then have woken the old waker and taken JOIN_WAKER back
+    /// already, between the handle's load and this transition).
     pub(crate) fn unset_join_waker(&self) -> Result<Snapshot, Snapshot> {
         self.update(|s| {
-            debug_assert!(s.is_join_interested() && s.is_join_waker_set(), "{s:?}");
+            debug_assert!(s.is_join_interested(), "{s:?}");
             if s.is_complete() {
                 return (Err(s), s);
             }
+            debug_assert!(s.is_join_waker_set(), "{s:?}");
             let next = Snapshot(s.0 & !JOIN_WAKER);
             (Ok(next), next)
         })
