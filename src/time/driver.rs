@@ -363,10 +363,10 @@ impl WakeList {
     }
 
     /// Calls the collected wakers. The entries they came from are already let go, and no lock
-    /// is held: a waker is user code.
+    /// is held: a waker is user code, and one that panics must not stop the timer thread.
     fn wake_all(&mut self) {
         for waker in self.0.drain(..) {
-            waker.wake();
+            crate::task::wake_contained(waker, "timer");
         }
     }
 }
