@@ -801,13 +801,12 @@ fn emfile_child() {
         rlim_max: 0,
     };
     // SAFETY: `limit` is a valid `rlimit` for getrlimit to fill.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(rc, 0);
     limit.rlim_cur = (highest + 1 + 8).max(64);
     // SAFETY: a valid `rlimit`; lowering the soft limit needs no privilege.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(rc, 0);
     let mut fillers = Vec::new();
     loop {
         match std::fs::File::open("/dev/null") {
