@@ -410,16 +410,12 @@ fn waker_whose_wake_spawns_and_wakes_runs_outside_every_runtime_lock() {
     let (spawned_tx, spawned_rx) = mpsc::channel::<&'static str>();
     let slot = WakerSlot::new();
     let (parked_tx, parked_rx) = mpsc::channel();
-    let woken = Arc::new(AtomicUsize::new(0));
+    // Wakes delivered to the parked task; it ends once it has seen both.
+    let delivered = Arc::new(AtomicUsize::new(0));
     let parked = {
-        let (slot, woken) = (slot.clone(), woken.clone());
-        let mut polls = 0;
+        let (slot, delivered) = (slot.clone(), delivered.clone());
         rt.spawn(std::future::poll_fn(move |cx| {
-            polls += 1;
-            if polls > 1 {
-                woken.fetch_add(1, Ordering::SeqCst);
-            }
-            if woken.load(Ordering::SeqCst) >= 2 {
+            if delivered.load(Ordering::SeqCst) >= 2 {
                 return Poll::Ready(());
             }
             slot.store(cx.waker());
@@ -431,9 +427,11 @@ fn waker_whose_wake_spawns_and_wakes_runs_outside_every_runtime_lock() {
     let reentrant = |what: &'static str| {
         let faults = Arc::new(Faults::default());
         let (handle, tx, slot) = (handle.clone(), spawned_tx.clone(), slot.clone());
+        let delivered = delivered.clone();
         *faults.on_wake.lock().unwrap() = Some(Box::new(move || {
             let tx = tx.clone();
             drop(handle.spawn(async move { tx.send(what).unwrap() }));
+            delivered.fetch_add(1, Ordering::SeqCst);
             slot.wake_keep();
         }));
         faults
@@ -577,13 +575,15 @@ fn shutdown_under_load_with_drops_that_wake_lock_spawn_and_spawn_blocking() {
             }
         }));
     }
+    // Each idle task leaves its waker in its slot; some Drops wake the next task through it.
+    let slots: Vec<Arc<WakerSlot>> = (0..=IDLE).map(|_| WakerSlot::new()).collect();
     for i in 0..IDLE {
         let g = guard();
-        let slot = WakerSlot::new();
+        let slot = slots[i + 1].clone();
         let (lock, handle, refused) = (lock.clone(), handle.clone(), refused.clone());
         let (ran, dropped) = (blocking_ran.clone(), blocking_dropped.clone());
         let on_drop = OnDrop(move || match i % 4 {
-            // Wake a task (possibly already dropped).
+            // Wake the next idle task (possibly already dropped).
             0 => {
                 slot.wake_keep();
             }
@@ -609,7 +609,7 @@ fn shutdown_under_load_with_drops_that_wake_lock_spawn_and_spawn_blocking() {
             }
         });
         let started = started_tx.clone();
-        let slot_for_task = WakerSlot::new();
+        let slot_for_task = slots[i].clone();
         drop(rt.spawn(async move {
             let _g = g;
             let _on_drop = on_drop;

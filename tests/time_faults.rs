@@ -105,10 +105,12 @@ fn timers_overdue_after_a_one_second_timer_thread_stall_fire_once_in_order() {
         .poll(&mut Context::from_waker(&staller))
         .is_pending());
 
+    // Due 300 to 490 ms from now: inside the stall, with room for the tasks to register them
+    // first even on a loaded machine (a deadline already past at registration fires no timer).
     let start = Instant::now();
     let log = Arc::new(Mutex::new(Vec::new()));
     let deadlines: Vec<Instant> = (0..TIMERS)
-        .map(|i| start + Duration::from_millis(30 + 7 * i as u64))
+        .map(|i| start + Duration::from_millis(300 + 10 * i as u64))
         .collect();
     let handles: Vec<_> = deadlines
         .iter()
