@@ -19,11 +19,12 @@ use common::{join, runtime, within, Latch, TIMEOUT};
 use pitcrew::scope::{self, nursery_with, ScopeOptions};
 use pitcrew::time::{interval, sleep, sleep_until, timeout, timeout_at, MissedTickBehavior, Sleep};
 
-/// Blocks the thread that wakes it (the timer thread) for `stall`, once.
+/// The first time it is woken, reports it and blocks the waking thread (the timer thread)
+/// until `release` opens.
 struct StallingWaker {
-    stall: Duration,
-    stalled: AtomicBool,
-    done: Arc<Latch>,
+    stalled: Arc<Latch>,
+    release: Arc<Latch>,
+    once: AtomicBool,
 }
 
 impl Wake for StallingWaker {
@@ -32,9 +33,9 @@ impl Wake for StallingWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.stalled.swap(true, Ordering::SeqCst) {
-            std::thread::sleep(self.stall);
-            self.done.open();
+        if !self.once.swap(true, Ordering::SeqCst) {
+            self.stalled.open();
+            assert!(self.release.wait(TIMEOUT), "the stall was never released");
         }
     }
 }
@@ -57,12 +58,14 @@ impl Wake for RecordingWaker {
     }
 }
 
-/// A sleep polled with a [`RecordingWaker`]; resolves to the instant it completed.
+/// A sleep polled with a [`RecordingWaker`]; resolves to the instant it completed. Reports its
+/// first (registering) poll on `registered`.
 struct Recorded {
     sleep: Pin<Box<Sleep>>,
     waker: Option<(Arc<RecordingWaker>, Waker)>,
     index: usize,
     log: Arc<Mutex<Vec<usize>>>,
+    registered: Option<std::sync::mpsc::Sender<usize>>,
 }
 
 impl Future for Recorded {
@@ -80,57 +83,91 @@ impl Future for Recorded {
         });
         *rec.task.lock().unwrap() = cx.waker().clone();
         let waker = waker.clone();
-        this.sleep
+        let polled = this
+            .sleep
             .as_mut()
             .poll(&mut Context::from_waker(&waker))
-            .map(|()| Instant::now())
+            .map(|()| Instant::now());
+        if let Some(tx) = this.registered.take() {
+            tx.send(this.index).unwrap();
+        }
+        polled
     }
+}
+
+/// Spawns a task on `rt` that sleeps until `deadline` through a [`Recorded`]; returns once the
+/// sleep is registered.
+fn spawn_recorded(
+    rt: &pitcrew::Runtime,
+    index: usize,
+    deadline: Instant,
+    log: &Arc<Mutex<Vec<usize>>>,
+) -> pitcrew::task::JoinHandle<Instant> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = log.clone();
+    let h = rt.spawn(async move {
+        Recorded {
+            sleep: Box::pin(sleep_until(deadline)),
+            waker: None,
+            index,
+            log,
+            registered: Some(tx),
+        }
+        .await
+    });
+    common::recv("a timer to be registered", &rx, TIMEOUT);
+    h
 }
 
 #[test]
 fn timers_overdue_after_a_one_second_timer_thread_stall_fire_once_in_order() {
+    // Timers due 50-240 ms from now: the even ones registered before the timer thread stalls
+    // (linked in its wheel), the odd ones while it is stalled (still in its registration
+    // stack). The stall lasts a second, past every deadline; then all are overdue at once.
+    // Regression: the registrations taken after the stall fired before the wheel's overdue
+    // timers, newest first.
     const TIMERS: usize = 20;
     let rt = runtime(1);
-    // The stall: a sleep polled with a waker that blocks the timer thread for a second when
-    // it fires, 10 ms from now; the timers below fall due during that second.
-    let stalled = Latch::new();
+    let base = Instant::now() + Duration::from_millis(50);
+    let deadlines: Vec<Instant> = (0..TIMERS)
+        .map(|i| base + Duration::from_millis(10 * i as u64))
+        .collect();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut handles: Vec<Option<pitcrew::task::JoinHandle<Instant>>> =
+        (0..TIMERS).map(|_| None).collect();
+    for i in (0..TIMERS).step_by(2) {
+        handles[i] = Some(spawn_recorded(&rt, i, deadlines[i], &log));
+    }
+
+    // The stall: a sleep due in 5 ms, polled with a waker that blocks the timer thread.
+    let (stalled, release) = (Latch::new(), Latch::new());
     let staller = Waker::from(Arc::new(StallingWaker {
-        stall: Duration::from_secs(1),
-        stalled: AtomicBool::new(false),
-        done: stalled.clone(),
+        stalled: stalled.clone(),
+        release: release.clone(),
+        once: AtomicBool::new(false),
     }));
-    let (mut first,) = rt.block_on(async { (Box::pin(sleep(Duration::from_millis(10))),) });
+    let (mut first,) = rt.block_on(async { (Box::pin(sleep(Duration::from_millis(5))),) });
     assert!(first
         .as_mut()
         .poll(&mut Context::from_waker(&staller))
         .is_pending());
-
-    // Due 300 to 490 ms from now: inside the stall, with room for the tasks to register them
-    // first even on a loaded machine (a deadline already past at registration fires no timer).
-    let start = Instant::now();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let deadlines: Vec<Instant> = (0..TIMERS)
-        .map(|i| start + Duration::from_millis(300 + 10 * i as u64))
-        .collect();
-    let handles: Vec<_> = deadlines
-        .iter()
-        .enumerate()
-        .map(|(index, &deadline)| {
-            let log = log.clone();
-            rt.spawn(async move {
-                Recorded {
-                    sleep: Box::pin(sleep_until(deadline)),
-                    waker: None,
-                    index,
-                    log,
-                }
-                .await
-            })
-        })
-        .collect();
     assert!(stalled.wait(TIMEOUT), "the timer thread never stalled");
+    let stall_began = Instant::now();
+    for i in (1..TIMERS).step_by(2) {
+        handles[i] = Some(spawn_recorded(&rt, i, deadlines[i], &log));
+    }
+    while stall_began.elapsed() < Duration::from_secs(1) || Instant::now() <= deadlines[TIMERS - 1]
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "a timer fired during the stall"
+    );
+    release.open();
+
     for (i, h) in handles.into_iter().enumerate() {
-        let fired = join("an overdue timer", h).unwrap();
+        let fired = join("an overdue timer", h.unwrap()).unwrap();
         assert!(fired >= deadlines[i], "timer {i} fired early");
     }
     let log = log.lock().unwrap().clone();
