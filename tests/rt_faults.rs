@@ -518,6 +518,57 @@ fn drop_blocking_on_a_lock_held_by_a_thread_that_uses_the_runtime_does_not_deadl
 }
 
 #[test]
+fn drop_blocking_on_a_lock_held_by_another_task_waits_for_that_task_to_run() {
+    // Task A holds an async lock across an await; the aborted task B's Drop blocks its worker
+    // on that lock. A, woken from outside, must still be scheduled (on the other worker) and
+    // release it: the runtime holds nothing of its own around B's Drop that A's wake needs.
+    let (rt, stopped) = watched_runtime(2);
+    let lock = Arc::new(tokio::sync::Mutex::new(0u32));
+    let (holding_tx, holding_rx) = mpsc::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = {
+        let lock = lock.clone();
+        rt.spawn(async move {
+            let mut guard = lock.lock_owned().await;
+            holding_tx.send(()).unwrap();
+            let _ = go_rx.await;
+            *guard += 1;
+        })
+    };
+    recv("task A to take the lock", &holding_rx, TIMEOUT);
+    let (started_tx, started_rx) = mpsc::channel();
+    let (dropping_tx, dropping_rx) = mpsc::channel();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let victim = {
+        let (lock, seen) = (lock.clone(), seen.clone());
+        let guard = OnDrop(move || {
+            dropping_tx.send(()).unwrap();
+            let value = *lock.blocking_lock();
+            seen.store(value as usize + 1, Ordering::SeqCst);
+        });
+        rt.spawn(async move {
+            let _guard = guard;
+            started_tx.send(()).unwrap();
+            std::future::pending::<()>().await;
+        })
+    };
+    recv("task B to start", &started_rx, TIMEOUT);
+    victim.abort();
+    recv("B's Drop to block on the lock", &dropping_rx, TIMEOUT);
+    go_tx.send(()).unwrap();
+    join("task A, run while B's Drop blocks a worker", holder).unwrap();
+    assert!(join("the aborted task B", victim)
+        .unwrap_err()
+        .is_cancelled());
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "B's Drop got the lock before A released it"
+    );
+    assert_healthy(&rt, &stopped);
+}
+
+#[test]
 fn block_on_from_a_drop_on_a_worker_panics_clearly_and_is_contained() {
     quiet_intentional_panics();
     let (rt, stopped) = watched_runtime(1);
