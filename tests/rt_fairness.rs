@@ -1,6 +1,7 @@
 //! Scheduling fairness (RELIABILITY.md, "Scheduling regressions other runtimes shipped"): busy
-//! local work does not starve remote spawns, remote wakes or yielding tasks, and a task that
-//! keeps finding ready work yields on its budget.
+//! local work does not starve remote spawns, remote wakes, yielding tasks, timers, I/O or
+//! `block_on`; tasks queued behind a worker blocked in a poll migrate to another worker; and a
+//! task that keeps finding ready work yields on its budget.
 
 // clippy.toml routes sync primitives through the runtime's loom facade; tests use std's.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -193,4 +194,155 @@ fn task_draining_many_ready_join_handles_yields_on_budget() {
         join("the draining task", drainer).unwrap(),
         "a task awaiting 1,000 ready join handles never yielded to the task queued behind it"
     );
+}
+
+#[test]
+fn probe_woken_every_10ms_among_a_thousand_busy_tasks_is_polled_after_each_wake() {
+    const ROUNDS: usize = 10;
+    let rt = runtime(2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(stop.clone());
+    spawn_busy_yielders(&rt, 1_000, &stop);
+    let slot = WakerSlot::new();
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let (parked_tx, parked_rx) = mpsc::channel();
+    let probe = rt.spawn(Probe {
+        slot: slot.clone(),
+        delivered: delivered.clone(),
+        rounds: ROUNDS,
+        parked: parked_tx,
+        seen: 0,
+    });
+    for round in 0..ROUNDS {
+        assert_eq!(
+            recv("the probe to be polled after a wake", &parked_rx, TIMEOUT),
+            round
+        );
+        // Paces the wakes, as a 10 ms tick would; nothing is decided by this sleep.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        delivered.fetch_add(1, Ordering::SeqCst);
+        assert!(slot.wake_keep());
+    }
+    join("the probe's last round", probe).unwrap();
+}
+
+#[test]
+fn timers_and_io_are_not_starved_by_a_hundred_busy_self_waking_tasks() {
+    use std::time::Duration;
+    let rt = runtime(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(stop.clone());
+    spawn_busy_yielders(&rt, 100, &stop);
+    // Timers: five sleeps in a row, each must fire while the worker is saturated.
+    let sleeper = rt.spawn(async {
+        for _ in 0..5 {
+            pitcrew::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    join("five sleeps among 100 busy tasks", sleeper).unwrap();
+    // I/O: a datagram and a TCP connection, sent from outside, must be delivered.
+    let (tx, rx) = mpsc::channel();
+    let io = rt.spawn(async move {
+        let udp = pitcrew::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tcp = pitcrew::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        tx.send((udp.local_addr().unwrap(), tcp.local_addr().unwrap()))
+            .unwrap();
+        let mut buf = [0u8; 4];
+        let (n, _) = udp.recv_from(&mut buf).await.unwrap();
+        let (mut stream, _) = tcp.accept().await.unwrap();
+        let mut byte = [0u8; 1];
+        futures_lite::AsyncReadExt::read_exact(&mut stream, &mut byte)
+            .await
+            .unwrap();
+        (buf[..n].to_vec(), byte[0])
+    });
+    let (udp_addr, tcp_addr) = recv("the sockets to be bound", &rx, TIMEOUT);
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"ping", udp_addr).unwrap();
+    let mut stream = std::net::TcpStream::connect(tcp_addr).unwrap();
+    std::io::Write::write_all(&mut stream, b"!").unwrap();
+    assert_eq!(
+        join("I/O among 100 busy tasks", io).unwrap(),
+        (b"ping".to_vec(), b'!')
+    );
+}
+
+#[test]
+fn block_on_is_not_starved_by_a_self_respawning_task_on_one_worker() {
+    fn respawn(stop: Arc<AtomicBool>, hops: Arc<AtomicUsize>) {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        hops.fetch_add(1, Ordering::Relaxed);
+        drop(pitcrew::spawn(async move { respawn(stop, hops) }));
+    }
+    let rt = runtime(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(stop.clone());
+    let hops = Arc::new(AtomicUsize::new(0));
+    {
+        let (stop, hops) = (stop.clone(), hops.clone());
+        drop(rt.spawn(async move { respawn(stop, hops) }));
+    }
+    wait_until("the respawning chain to start", TIMEOUT, || {
+        hops.load(Ordering::Relaxed) > 100
+    });
+    // block_on's own future needs the worker: it awaits a spawned task and a timer.
+    let handle = rt.handle().clone();
+    let out = common::within(
+        "block_on beside a self-respawning task",
+        TIMEOUT,
+        move || {
+            handle.block_on(async {
+                pitcrew::yield_now().await;
+                pitcrew::time::sleep(std::time::Duration::from_millis(1)).await;
+                pitcrew::spawn(async { 3 }).await.unwrap()
+            })
+        },
+    );
+    assert_eq!(out, 3);
+}
+
+#[test]
+fn tasks_queued_behind_a_worker_blocked_in_a_poll_migrate_to_the_other_worker() {
+    // A task spawns children onto its own worker, then blocks inside its poll. The children in
+    // its deque must be stolen and run by the other worker meanwhile. The last child spawned
+    // sits in the worker's LIFO slot, which other workers cannot steal: it runs only once the
+    // blocked poll returns, so the blocked task waits for the others only.
+    const CHILDREN: usize = 8;
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    let blocker = rt.spawn(async move {
+        let me = std::thread::current().id();
+        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let migrated = common::Latch::new();
+        let children: Vec<_> = (0..CHILDREN)
+            .map(|_| {
+                let (ran, migrated) = (ran.clone(), migrated.clone());
+                pitcrew::spawn(async move {
+                    let mut ran = ran.lock().unwrap();
+                    ran.push(std::thread::current().id());
+                    if ran.len() == CHILDREN - 1 {
+                        migrated.open();
+                    }
+                })
+            })
+            .collect();
+        // Blocks this worker, inside this poll, until the deque's children have run elsewhere.
+        let all_moved = migrated.wait(TIMEOUT);
+        let elsewhere = ran.lock().unwrap().iter().filter(|&&t| t != me).count();
+        tx.send((all_moved, elsewhere)).unwrap();
+        for c in children {
+            c.await.unwrap();
+        }
+    });
+    let (all_moved, elsewhere) = recv("the blocked task's report", &rx, TIMEOUT * 2);
+    assert!(
+        all_moved,
+        "the tasks queued behind a blocked worker were not run by the other worker"
+    );
+    assert_eq!(elsewhere, CHILDREN - 1);
+    join("the blocked task and its children", blocker).unwrap();
 }

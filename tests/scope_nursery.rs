@@ -599,3 +599,53 @@ fn task_dump_display_prints_an_indented_scope_tree() {
         }
     });
 }
+
+/// Panics when dropped, unless already unwinding.
+struct PanicsOnDrop;
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("child dropped with a panic");
+        }
+    }
+}
+
+/// A future that is ready at once and panics when dropped afterwards.
+struct ReadyWithBomb(PanicsOnDrop);
+impl std::future::Future for ReadyWithBomb {
+    type Output = Result<u8, &'static str>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(Ok(7))
+    }
+}
+
+#[test]
+fn child_whose_future_panics_in_drop_after_returning_fails_the_nursery() {
+    // Regression: the panic reached only the child's (usually dropped) handle; the nursery
+    // returned Ok.
+    within("nursery with a child panicking in Drop", TIMEOUT, || {
+        let rt = rt();
+        let out = rt.block_on(nursery(|n| async move {
+            // Not an async block: its locals would be dropped inside its last poll.
+            let child = n.spawn(ReadyWithBomb(PanicsOnDrop));
+            let id = child.id();
+            assert!(child.await.unwrap_err().is_failed());
+            Ok(id)
+        }));
+        match out {
+            Err(ScopeError::Failed(failures)) => {
+                assert_eq!(failures.len(), 1, "{failures:?}");
+                match &failures[0].kind {
+                    FailureKind::Panic(p) => {
+                        assert_eq!(common::panic_message(&**p), "child dropped with a panic")
+                    }
+                    other => panic!("expected the Drop's panic, got {other:?}"),
+                }
+            }
+            other => panic!("expected the nursery to fail, got {other:?}"),
+        }
+    });
+}

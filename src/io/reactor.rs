@@ -174,9 +174,10 @@ impl Reactor {
         }
         let woken = wake.len();
         // Wakers may run user code: call them with no lock of ours held (the driver lock is
-        // held by our caller, and a waker never takes it).
+        // held by our caller, and a waker never takes it), and contain a panic in one, which
+        // would otherwise unwind through the worker or the poller thread.
         for waker in wake.drain(..) {
-            waker.wake();
+            crate::task::wake_contained(waker, "I/O");
         }
         woken
     }

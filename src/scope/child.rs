@@ -26,9 +26,10 @@ pub(crate) struct ChildOpts {
 
 /// A nursery child's future: runs the user's future, reports its failure to the nursery, and
 /// leaves the scope when dropped (the membership is the last field, so it is released after
-/// the user's future has been dropped).
+/// the user's future has been dropped). The user's future is dropped as soon as it has
+/// returned, inside the child's poll, so that a panic in its `Drop` is the child's failure.
 struct ChildFuture<F, E> {
-    future: F,
+    future: Option<F>,
     nursery: NurseryRef<E>,
     /// Only what the child needs when it ends (its name is in its task header): every byte
     /// here is a byte of every child's task cell.
@@ -48,9 +49,12 @@ where
         // SAFETY: `future` is structurally pinned: it is never moved out of `self`, and
         // `ChildFuture` has no `Drop` impl and is `!Unpin` whenever `F` is.
         let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: see above.
-        let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        let outcome = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+        // SAFETY: see above; the future is dropped in place (`Pin::set`), never moved.
+        let mut slot = unsafe { Pin::new_unchecked(&mut this.future) };
+        let Some(future) = slot.as_mut().as_pin_mut() else {
+            panic!("a nursery child polled after it ended");
+        };
+        let mut outcome = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(Ok(value))) => Ok(value),
             Ok(Poll::Ready(Err(e))) => Err(FailureKind::Error(e)),
@@ -58,6 +62,14 @@ where
         };
         #[cfg(all(loom, loom_mutants))]
         this._membership.mutant_leave_early();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| slot.set(None))) {
+            // A panic in the finished future's `Drop` fails a child that had succeeded; after
+            // an error or a panic, the first failure is the one reported.
+            if let Ok(value) = outcome {
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+                outcome = Err(FailureKind::Panic(payload));
+            }
+        }
         let id = task::id();
         if this.master {
             this.nursery.get().master_ended();
@@ -310,7 +322,7 @@ impl<E: Send + 'static> ChildBuilder<'_, E> {
             .map_err(|()| SpawnError::Closed)?;
         let slot = membership.slot();
         let child = ChildFuture {
-            future,
+            future: Some(future),
             nursery: NurseryRef(std::ptr::NonNull::from(&**shared)),
             isolated: self.opts.isolated,
             master: self.opts.master,

@@ -89,3 +89,4 @@ pub use join::{AbortHandle, JoinHandle};
 pub use yield_now::{yield_now, YieldNow};
 
 pub(crate) use error::panic_message;
+pub(crate) use waker::wake_contained;

@@ -85,3 +85,18 @@ unsafe fn drop_waker(ptr: *const ()) {
         unsafe { (h.vtable.dealloc)(NonNull::from(h)) }
     }
 }
+
+/// Wakes `waker` (any waker: possibly user code) on a runtime thread that must survive it: a
+/// panic in its `wake` or its `drop` is reported and swallowed. `source` names the caller in
+/// the report ("timer", "I/O").
+pub(crate) fn wake_contained(waker: Waker, source: &'static str) {
+    if let Err(payload) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || waker.wake()))
+    {
+        tracing::error!(
+            source,
+            panic = crate::task::panic_message(&*payload).unwrap_or("<non-string payload>"),
+            "pitcrew: a waker panicked when woken; the panic was contained"
+        );
+    }
+}

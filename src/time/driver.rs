@@ -4,7 +4,9 @@
 //! # One turn of the loop
 //!
 //! 1. Take the stack (`queue.rs`): free cancelled entries (unlinking those that were linked),
-//!    fire registrations already due, link the rest into the wheel.
+//!    fire registrations due by the wheel's current tick, link the rest into the wheel, even
+//!    those that came due since: fired with the wheel's own in step 2, overdue timers fire in
+//!    deadline order after a stall (the stack holds them newest first).
 //! 2. Fire every wheel slot due at `now` (relinking entries whose deadline moved later, and
 //!    spreading higher-level slots over the lower levels).
 //! 3. Call the collected wakers (in batches, outside any lock: there is none).
@@ -363,10 +365,10 @@ impl WakeList {
     }
 
     /// Calls the collected wakers. The entries they came from are already let go, and no lock
-    /// is held: a waker is user code.
+    /// is held: a waker is user code, and one that panics must not stop the timer thread.
     fn wake_all(&mut self) {
         for waker in self.0.drain(..) {
-            waker.wake();
+            crate::task::wake_contained(waker, "timer");
         }
     }
 }
@@ -394,7 +396,9 @@ impl Driver {
         let now = now.max(wheel.elapsed());
         let mut retired = 0;
 
-        // 1. The stack.
+        // 1. The stack. Registrations due by the wheel's tick are earlier than anything linked
+        // and fire now; the others are linked, due or not, so that step 2 fires them in order.
+        let elapsed = wheel.elapsed();
         let mut taken = 0;
         let mut dead = DeadChain::default();
         let mut entry = shared.stack.take_all();
@@ -404,7 +408,7 @@ impl Driver {
             let next = unsafe { Entry::queue_next(entry) };
             taken += 1;
             // SAFETY: as above.
-            match unsafe { Entry::on_taken(entry, now) } {
+            match unsafe { Entry::on_taken(entry, elapsed) } {
                 Transition::Cancelled => {
                     retired += 1;
                     // SAFETY: a cancelled registration, or a cancellation of a linked entry:
@@ -414,7 +418,7 @@ impl Driver {
                         Entry::recycle(entry, |e| dead.push(e));
                     }
                 }
-                // SAFETY: not linked; `when > now >= elapsed` (see `Wheel::insert`).
+                // SAFETY: not linked; `when > elapsed` (see `Wheel::insert`).
                 Transition::Link(when) => unsafe { wheel.insert(entry, when) },
                 Transition::Done(waker) => {
                     retired += 1;

@@ -271,8 +271,8 @@ impl Entry {
             .map_err(Snapshot)
     }
 
-    /// Timer thread: an entry taken from the stack at time `now` (a registration, or the
-    /// cancellation of a linked entry).
+    /// Timer thread: an entry taken from the stack (a registration, or the cancellation of a
+    /// linked entry). A registration due at or before `now` fires; a later one is linked.
     ///
     /// # Safety
     ///
