@@ -479,7 +479,7 @@ fn wake_storm_never_polls_a_task_twice_at_once_and_every_task_completes() {
     let tasks = size("WAKE_TASKS", 500, 10_000) as usize;
     let wakes = size("WAKES", 200, 1_000) / 2 * 2;
     let started = Instant::now();
-    let (fds_before, heap_before) = (fd_count(), live_heap());
+    let (fds_before, heap_before, rss_before) = (fd_count(), live_heap(), rss_kib());
     let rt = runtime(2);
     let overlaps = Arc::new(AtomicU64::new(0));
     let storms: Arc<Vec<Arc<Storm>>> = Arc::new(
@@ -538,6 +538,7 @@ fn wake_storm_never_polls_a_task_twice_at_once_and_every_task_completes() {
             ("wakes", (tasks as u64 * wakes).to_string()),
             ("polls", polls.to_string()),
             ("overlapping_polls", overlapping.to_string()),
+            ("rss_kib", format!("{rss_before},{}", rss_kib())),
             ("heap_before", heap_before.to_string()),
             ("heap_after", heap_after.to_string()),
             ("fds_before", fds_before.to_string()),
@@ -589,7 +590,7 @@ fn timer_churn_fires_or_cancels_every_timer_and_none_early() {
     const BATCH: u64 = 10_000;
     let created = size("TIMERS", 6_000, 1_000_000);
     let started = Instant::now();
-    let (fds_before, heap_before) = (fd_count(), live_heap());
+    let (fds_before, heap_before, rss_before) = (fd_count(), live_heap(), rss_kib());
     let rt = runtime(2);
     let t = Arc::new(Timers::default());
     let mut rng = Rng(seed());
@@ -634,6 +635,7 @@ fn timer_churn_fires_or_cancels_every_timer_and_none_early() {
             ("fired", fired.to_string()),
             ("cancelled", cancelled.to_string()),
             ("early", t.early.load(SeqCst).to_string()),
+            ("rss_kib", format!("{rss_before},{}", rss_kib())),
             ("heap_before", heap_before.to_string()),
             ("heap_after", heap_after.to_string()),
             ("fds_before", fds_before.to_string()),
@@ -680,7 +682,7 @@ fn io_echo_soak_returns_every_byte_and_every_fd_and_registration() {
     let connections = size("CONNECTIONS", 32, 1_000);
     let messages = size("MESSAGES", 200, 1_000);
     let started = Instant::now();
-    let (fds_before, heap_before) = (fd_count(), live_heap());
+    let (fds_before, heap_before, rss_before) = (fd_count(), live_heap(), rss_kib());
     let rt = runtime(2);
     let fds_running = fd_count();
     let regs_before = rt.metrics().io_registrations;
@@ -733,6 +735,7 @@ fn io_echo_soak_returns_every_byte_and_every_fd_and_registration() {
             ("registrations_before", regs_before.to_string()),
             ("fds_running_before", fds_running.to_string()),
             ("fds_running_after", fds_running_after.to_string()),
+            ("rss_kib", format!("{rss_before},{}", rss_kib())),
             ("heap_before", heap_before.to_string()),
             ("heap_after", heap_after.to_string()),
             ("fds_before", fds_before.to_string()),
@@ -874,36 +877,30 @@ fn node(tree: Arc<Tree>, depth: u32, max_depth: u32, fanout: u64, seed: u64) -> 
 #[test]
 fn scope_tree_drops_every_child_before_its_parent_resumes() {
     let _serial = serial();
-    let planned = size("SCOPES", 3_000, 100_000);
+    let opened_wanted = size("SCOPES", 3_000, 100_000);
     let (fanout, max_depth) = if full() { (4u64, 6) } else { (3u64, 5) };
     let per_tree = (fanout.pow(max_depth) - 1) / (fanout - 1);
-    let trees = planned.div_ceil(per_tree);
     let seed = seed();
     let started = Instant::now();
-    let (fds_before, heap_before) = (fd_count(), live_heap());
+    let (fds_before, heap_before, rss_before) = (fd_count(), live_heap(), rss_kib());
     let rt = runtime(2);
     let tree = Arc::new(Tree::default());
     let mut rng = Rng(seed);
-    let mut roots = Vec::new();
-    for _ in 0..trees {
-        let t = tree.clone();
-        roots.push(rt.spawn(node(t, 0, max_depth, fanout, rng.next())));
-        if roots.len() == 4 {
-            let batch = std::mem::take(&mut roots);
-            within("a batch of scope trees", budget(), move || {
-                batch
-                    .into_iter()
-                    .map(futures_lite::future::block_on)
-                    .for_each(drop)
-            });
-        }
+    // Cancels and failures stop many subtrees before they open: trees are run, four at a
+    // time, until the scopes actually opened reach the figure.
+    let mut trees = 0;
+    while tree.scopes.load(SeqCst) < opened_wanted {
+        let batch: Vec<_> = (0..4)
+            .map(|_| rt.spawn(node(tree.clone(), 0, max_depth, fanout, rng.next())))
+            .collect();
+        trees += 4;
+        within("a batch of scope trees", budget(), move || {
+            batch
+                .into_iter()
+                .map(futures_lite::future::block_on)
+                .for_each(drop)
+        });
     }
-    within("the last scope trees", budget(), move || {
-        roots
-            .into_iter()
-            .map(futures_lite::future::block_on)
-            .for_each(drop)
-    });
     no_task_alive("scope tree", &rt);
     within("drop the runtime", budget(), move || drop(rt));
     let heap_after = heap_settles("scope tree", heap_before);
@@ -919,12 +916,14 @@ fn scope_tree_drops_every_child_before_its_parent_resumes() {
     report(
         "scope_tree",
         &[
-            ("scopes_planned", (trees * per_tree).to_string()),
-            ("scopes_opened", scopes.to_string()),
+            ("scopes", scopes.to_string()),
+            ("trees", trees.to_string()),
+            ("per_tree", per_tree.to_string()),
             ("panics", tree.panics.load(SeqCst).to_string()),
             ("errors", tree.errors.load(SeqCst).to_string()),
             ("cancels", tree.cancels.load(SeqCst).to_string()),
             ("seed", seed.to_string()),
+            ("rss_kib", format!("{rss_before},{}", rss_kib())),
             ("heap_before", heap_before.to_string()),
             ("heap_after", heap_after.to_string()),
             ("fds_before", fds_before.to_string()),
