@@ -902,6 +902,7 @@ fn scope_tree_drops_every_child_before_its_parent_resumes() {
         });
     }
     no_task_alive("scope tree", &rt);
+    let tasks = rt.metrics().spawned;
     within("drop the runtime", budget(), move || drop(rt));
     let heap_after = heap_settles("scope tree", heap_before);
     let fds_after = fds_settle("scope tree", fds_before);
@@ -918,6 +919,7 @@ fn scope_tree_drops_every_child_before_its_parent_resumes() {
         &[
             ("scopes", scopes.to_string()),
             ("trees", trees.to_string()),
+            ("tasks", tasks.to_string()),
             ("per_tree", per_tree.to_string()),
             ("panics", tree.panics.load(SeqCst).to_string()),
             ("errors", tree.errors.load(SeqCst).to_string()),
