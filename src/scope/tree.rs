@@ -87,7 +87,12 @@ struct Member {
     active: bool,
     background: bool,
     grace: Option<std::time::Duration>,
+    /// Kept until the member leaves, even once it was aborted: `reap_now` must still be able
+    /// to drop the future inline (an abort only queues the task, and the worker that would
+    /// run it may be the very one waiting in `reap_now`).
     abort: Option<AbortHandle>,
+    /// The abort above was already sent (grace ran out); not sent again.
+    aborted: bool,
 }
 
 const NO_SLOT: u32 = u32::MAX;
@@ -302,6 +307,7 @@ impl Scope {
         m.background = background;
         m.grace = grace;
         m.abort = None;
+        m.aborted = false;
         let generation = m.generation;
         s.live_all += 1;
         if !background {
@@ -318,14 +324,18 @@ impl Scope {
     /// cancellation already started, the task is aborted at once (rule 3).
     pub(crate) fn attach(&self, (slot, generation): (u32, u32), abort: AbortHandle) {
         let mut s = self.state.lock();
-        let hard = s.hard_cancelled;
+        let (hard, reaping) = (s.hard_cancelled, s.closed && s.hard_cancelled);
         if let Some(m) = s.members.get_mut(slot as usize) {
             if m.active && m.generation == generation {
-                if hard {
-                    drop(s);
+                m.abort = Some(abort.clone());
+                m.aborted = hard;
+                drop(s);
+                if reaping {
+                    // `reap_now` is waiting for this member on another thread and could not
+                    // see its handle: drop the future here rather than queue it.
+                    abort.cancel_now();
+                } else if hard {
                     abort.abort();
-                } else {
-                    m.abort = Some(abort);
                 }
             }
         }
@@ -343,10 +353,15 @@ impl Scope {
         let mut next: Option<std::time::Instant> = None;
         {
             let mut s = self.state.lock();
-            for m in s.members.iter_mut().filter(|m| m.active) {
+            for m in s.members.iter_mut().filter(|m| m.active && !m.aborted) {
                 let grace = m.grace.unwrap_or(default_grace);
                 match cancelled_at.checked_add(grace) {
-                    Some(at) if at <= now => due.extend(m.abort.take()),
+                    Some(at) if at <= now => {
+                        if let Some(h) = &m.abort {
+                            m.aborted = true;
+                            due.push(h.clone());
+                        }
+                    }
                     Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
                     None => {}
                 }
@@ -363,7 +378,10 @@ impl Scope {
 
     /// The owner is going away: closes the scope, drops every member's future now (on this
     /// thread, or on the worker that is polling it, right after that poll), and returns once
-    /// every member has left, so that nothing the scope started outlives it.
+    /// every member has left, so that nothing the scope started outlives it. Members already
+    /// aborted are dropped here too: their abort only queued them, and waiting for a worker to
+    /// run them could wait forever when every worker is in here (or the task sits in this
+    /// worker's own queue).
     pub(crate) fn reap_now(&self) {
         let due: Vec<AbortHandle> = {
             let mut s = self.state.lock();
