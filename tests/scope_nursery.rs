@@ -5,8 +5,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use pitcrew::scope::{
@@ -453,23 +455,41 @@ fn a_nursery_that_loses_a_race_reaps_its_children_at_once() {
     within("nursery dropped", TIMEOUT, || {
         let rt = rt();
         let dropped = Arc::new(AtomicUsize::new(0));
+        let spawned = Arc::new(AtomicBool::new(false));
+        let (d, s) = (dropped.clone(), spawned.clone());
+        let mut racer = Box::pin(nursery(move |n| async move {
+            for _ in 0..20 {
+                let guard = OnDrop(d.clone());
+                n.spawn(async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await;
+                    Ok::<(), String>(())
+                });
+            }
+            s.store(true, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+            Ok::<(), String>(())
+        }));
+        // A two-way race, as `select!` runs it: the other branch is ready once the children
+        // are spawned, and the nursery future is dropped mid-flight.
         let d = dropped.clone();
-        let out = rt.block_on(scope::move_on_after(
-            Duration::from_millis(10),
-            nursery(move |n| async move {
-                for _ in 0..20 {
-                    let guard = OnDrop(d.clone());
-                    n.spawn(async move {
-                        let _guard = guard;
-                        std::future::pending::<()>().await;
-                        Ok::<(), String>(())
-                    });
+        let (won, dropped_before) = rt.block_on(async move {
+            let won = std::future::poll_fn(|cx| {
+                if racer.as_mut().poll(cx).is_ready() {
+                    Poll::Ready(true)
+                } else if spawned.load(Ordering::SeqCst) {
+                    Poll::Ready(false)
+                } else {
+                    Poll::Pending
                 }
-                std::future::pending::<()>().await;
-                Ok::<(), String>(())
-            }),
-        ));
-        assert!(out.is_none());
+            })
+            .await;
+            let before = d.load(Ordering::SeqCst);
+            drop(racer);
+            (won, before)
+        });
+        assert!(!won, "the nursery never returns on its own");
+        assert_eq!(dropped_before, 0, "nothing is dropped before the race ends");
         assert_eq!(dropped.load(Ordering::SeqCst), 20);
     });
 }

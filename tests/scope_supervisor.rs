@@ -133,7 +133,11 @@ fn one_for_all_stops_in_reverse_and_restarts_in_order() {
                     async move {
                         log(&l3, "start b");
                         if first {
-                            pitcrew::time::sleep(Duration::from_millis(10)).await;
+                            // Fail once c is up (children start in order, each after the
+                            // previous one's first poll), so the round has two to stop.
+                            while !l3.lock().unwrap().iter().any(|e| e == "start c") {
+                                pitcrew::time::sleep(Duration::from_millis(1)).await;
+                            }
                             log(&l3, "fail b");
                             return Err("b failed".to_string());
                         }
@@ -402,12 +406,16 @@ fn a_child_stopped_for_a_restart_round_comes_back_uncancelled() {
                     }
                 }));
                 let starts = b_starts.clone();
+                let s = seen2.clone();
                 sup.add(ChildSpec::new("b", move || {
                     let first = starts.fetch_add(1, Ordering::SeqCst) == 0;
+                    let s = s.clone();
                     async move {
                         if first {
                             // Fail once "a" is up, so the round has to stop it.
-                            pitcrew::time::sleep(Duration::from_millis(5)).await;
+                            while s.lock().unwrap().is_empty() {
+                                pitcrew::time::sleep(Duration::from_millis(1)).await;
+                            }
                             return Err("b failed".to_string());
                         }
                         scope::cancelled().await;
