@@ -27,6 +27,12 @@ pub struct Handle {
 }
 
 /// There is no pitcrew runtime on this thread.
+///
+/// # Examples
+///
+/// ```
+/// assert!(pitcrew::Handle::try_current().is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoRuntime(());
 
@@ -42,6 +48,14 @@ impl Handle {
     /// The runtime of the current thread: a worker, a blocking thread, or a thread inside
     /// `block_on`.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let handle = rt.block_on(async { pitcrew::Handle::current() });
+    /// assert_eq!(handle.metrics().workers, rt.metrics().workers);
+    /// ```
+    ///
     /// # Panics
     ///
     /// Outside a runtime, with a message naming pitcrew; [`Handle::try_current`] returns an
@@ -55,6 +69,14 @@ impl Handle {
     }
 
     /// The runtime of the current thread, or [`NoRuntime`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// assert!(pitcrew::Handle::try_current().is_err());
+    /// assert!(rt.block_on(async { pitcrew::Handle::try_current() }).is_ok());
+    /// ```
     pub fn try_current() -> Result<Handle, NoRuntime> {
         context::current_handle().ok_or(NoRuntime(()))
     }
