@@ -84,7 +84,10 @@ struct Member {
     active: bool,
     background: bool,
     grace: Option<std::time::Duration>,
+    /// Kept after the member is aborted: `reap_now` may still have to drop it in place.
     abort: Option<AbortHandle>,
+    /// Hard cancellation was sent (the task is queued to be dropped on a worker).
+    aborted: bool,
 }
 
 /// Membership of a task in a scope; ends (waking the owner) when dropped.
@@ -260,6 +263,7 @@ impl Scope {
         m.background = background;
         m.grace = grace;
         m.abort = None;
+        m.aborted = false;
         let generation = m.generation;
         s.live_all += 1;
         if !background {
@@ -279,11 +283,11 @@ impl Scope {
         let hard = s.hard_cancelled;
         if let Some(m) = s.members.get_mut(slot) {
             if m.active && m.generation == generation {
+                m.abort = Some(abort.clone());
+                m.aborted = hard;
                 if hard {
                     drop(s);
                     abort.abort();
-                } else {
-                    m.abort = Some(abort);
                 }
             }
         }
@@ -304,7 +308,12 @@ impl Scope {
             for m in s.members.iter_mut().filter(|m| m.active) {
                 let grace = m.grace.unwrap_or(default_grace);
                 match cancelled_at.checked_add(grace) {
-                    Some(at) if at <= now => due.extend(m.abort.take()),
+                    Some(at) if at <= now => {
+                        if !m.aborted {
+                            m.aborted = true;
+                            due.extend(m.abort.clone());
+                        }
+                    }
                     Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
                     None => {}
                 }
@@ -321,7 +330,9 @@ impl Scope {
 
     /// The owner is going away: closes the scope, drops every member's future now (on this
     /// thread, or on the worker that is polling it, right after that poll), and returns once
-    /// every member has left, so that nothing the scope started outlives it.
+    /// every member has left, so that nothing the scope started outlives it. Members already
+    /// aborted are dropped here too: their queue entry may sit behind this very poll on the
+    /// only worker that could run it, and waiting for it would spin forever.
     pub(crate) fn reap_now(&self) {
         let due: Vec<AbortHandle> = {
             let mut s = self.state.lock();
