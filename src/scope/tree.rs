@@ -309,8 +309,10 @@ impl Scope {
                 let grace = m.grace.unwrap_or(default_grace);
                 match cancelled_at.checked_add(grace) {
                     Some(at) if at <= now => {
-                        if !m.aborted {
-                            m.aborted = true;
+                        // Once per member; an aborted one is not "next" either.
+                        let first = !m.aborted;
+                        m.aborted = true;
+                        if first {
                             due.extend(m.abort.clone());
                         }
                     }
