@@ -141,6 +141,8 @@ struct Stats {
     /// Digests of served requests, waiting for a background worker to flush them.
     log: Mutex<Vec<u64>>,
     flushed: AtomicU64,
+    /// A line per restart; off with `--serve`, whose status line counts them instead.
+    announce_restarts: bool,
 }
 
 /// Starts the server, drives the load against it (or serves until Ctrl-C with `--serve`), and
@@ -154,7 +156,10 @@ fn run(config: &Config) -> Result<Summary, Box<dyn std::error::Error>> {
     // the server's alone.
     let load_rt = Runtime::builder().workers(1).thread_name("load").build()?;
     let server = server_rt.handle().clone();
-    let stats_owned = Arc::new(Stats::default());
+    let stats_owned = Arc::new(Stats {
+        announce_restarts: !config.serve,
+        ..Stats::default()
+    });
     let (stats, load_rt) = (&stats_owned, &load_rt);
 
     let load = server_rt.block_on(nursery_with(
@@ -400,9 +405,10 @@ async fn run_workers(stats: Arc<Stats>) -> Result<(), BoxError> {
             // The factory runs on every (re)start, so this is where a restart shows.
             if starts.fetch_add(1, Relaxed) > 0 {
                 let n = stats.restarts.fetch_add(1, Relaxed) + 1;
-                event(&format!(
-                    "  worker \"flaky\" failed on purpose; its supervisor restarted it (restart {n})"
-                ));
+                if stats.announce_restarts {
+                    let what = "failed on purpose; its supervisor restarted it";
+                    event(&format!("  worker \"flaky\" {what} (restart {n})"));
+                }
             }
             flush(stats.clone(), Some(CRASH_EVERY))
         });
