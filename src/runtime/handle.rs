@@ -82,6 +82,15 @@ impl Handle {
     }
 
     /// Spawns a task on this runtime. After shutdown the handle resolves to a cancelled error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let handle = rt.handle().clone();
+    /// let task = handle.spawn(async { "spawned through a handle" });
+    /// assert_eq!(rt.block_on(task).unwrap(), "spawned through a handle");
+    /// ```
     #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
@@ -92,6 +101,14 @@ impl Handle {
     }
 
     /// Runs `f` on the blocking pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let job = rt.handle().spawn_blocking(|| std::thread::current().name().map(String::from));
+    /// assert!(rt.block_on(job).unwrap().is_some()); // blocking threads are named too
+    /// ```
     #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
@@ -106,6 +123,17 @@ impl Handle {
     /// Runs `future` to completion on the current thread, with this runtime as the current one
     /// (so `spawn` inside it works). Tasks it spawns run on the workers.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let handle = rt.handle().clone();
+    /// let out = std::thread::spawn(move || handle.block_on(async { pitcrew::spawn(async { 5 }).await }))
+    ///     .join()
+    ///     .unwrap();
+    /// assert_eq!(out.unwrap(), 5);
+    /// ```
+    ///
     /// # Panics
     ///
     /// On a worker thread or inside another `block_on`: "cannot block_on inside a pitcrew
@@ -117,6 +145,13 @@ impl Handle {
     }
 
     /// A snapshot of the runtime's counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+    /// assert_eq!(rt.handle().metrics().workers, 2);
+    /// ```
     pub fn metrics(&self) -> Metrics {
         Metrics::collect(&self.shared)
     }

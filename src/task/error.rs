@@ -56,6 +56,23 @@ impl JoinError {
     /// True when a scope child returned an error. The error itself went to the nursery's
     /// [`ScopeError`](crate::scope::ScopeError), unless the child was `isolated()`, in which case
     /// [`JoinError::into_failure`] gives it back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|n| async move {
+    ///     let child = n.child().isolated().spawn(async { Err::<(), _>("no such user") });
+    ///     let err = child.await.unwrap_err();
+    ///     assert!(err.is_failed());
+    ///     let reason = err.into_failure().unwrap();
+    ///     assert_eq!(reason.downcast_ref::<&str>(), Some(&"no such user"));
+    ///     Ok::<_, &str>(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn is_failed(&self) -> bool {
         matches!(self.repr, Repr::Failed(_))
     }
@@ -127,6 +144,16 @@ impl JoinError {
     }
 
     /// The id of the task that failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let task = rt.spawn(std::future::pending::<()>());
+    /// let id = task.id();
+    /// task.abort();
+    /// assert_eq!(rt.block_on(task).unwrap_err().id(), id);
+    /// ```
     pub fn id(&self) -> Id {
         self.id
     }
