@@ -494,6 +494,42 @@ fn a_nursery_that_loses_a_race_reaps_its_children_at_once() {
     });
 }
 
+/// Regression: dropping a nursery whose children were already hard-cancelled (queued to be
+/// dropped on a worker) spun forever on a single worker, waiting for those children.
+#[test]
+fn dropping_a_nursery_after_it_hard_cancelled_its_children_does_not_hang_one_worker() {
+    within("nursery dropped after hard cancel", TIMEOUT, || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let d = dropped.clone();
+        let task = rt.spawn(async move {
+            let mut inner = Box::pin(nursery(move |n| async move {
+                for _ in 0..2 {
+                    let guard = OnDrop(d.clone());
+                    n.spawn(async move {
+                        let _guard = guard;
+                        std::future::pending::<()>().await;
+                        Ok::<(), String>(())
+                    });
+                }
+                n.cancel();
+                std::future::pending::<()>().await;
+                Ok::<(), String>(())
+            }));
+            // The first poll runs the body, which cancels the scope; on the second the nursery
+            // sees its cancellation and, with no grace, aborts its children, which queues them
+            // on this (the only) worker. Then it is dropped.
+            for _ in 0..2 {
+                let polled = futures_lite::future::poll_once(inner.as_mut()).await;
+                assert!(polled.is_none());
+            }
+            drop(inner);
+        });
+        rt.block_on(task).unwrap();
+        assert_eq!(dropped.load(Ordering::SeqCst), 2);
+    });
+}
+
 #[test]
 fn task_dump_shows_the_scope_path() {
     within("dump", TIMEOUT, || {

@@ -333,6 +333,23 @@ impl TcpStream {
     /// Sets `TCP_NODELAY`: when true, small writes are sent at once instead of being coalesced
     /// (Nagle's algorithm), which request/response protocols usually want.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+    ///     let stream = TcpStream::connect(listener.local_addr()?).await?;
+    ///     stream.set_nodelay(true)?; // small request/response messages: no Nagle delay
+    ///     assert!(stream.nodelay()?);
+    ///     assert_eq!(stream.peer_addr()?, listener.local_addr()?);
+    ///     Ok::<_, std::io::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// The OS error, if any.

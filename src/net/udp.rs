@@ -39,6 +39,24 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Creates a socket bound to `addr`, trying each address it resolves to in turn.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::net::UdpSocket;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0").await?;
+    ///     let b = UdpSocket::bind("127.0.0.1:0").await?;
+    ///     a.send_to(b"ping", b.local_addr()?).await?;
+    ///     let mut buf = [0; 16];
+    ///     let (n, from) = b.recv_from(&mut buf).await?;
+    ///     assert_eq!((&buf[..n], from), (&b"ping"[..], a.local_addr()?));
+    ///     Ok::<_, std::io::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// The OS error of the last address tried, unchanged (`AddrInUse` for a taken port).

@@ -196,6 +196,24 @@ impl UnixStream {
 
     /// A pair of connected streams (`socketpair(2)`).
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    /// use pitcrew::net::UnixStream;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let (mut a, mut b) = UnixStream::pair()?;
+    ///     a.write_all(b"hi").await?;
+    ///     let mut buf = [0; 2];
+    ///     b.read_exact(&mut buf).await?;
+    ///     assert_eq!(&buf, b"hi");
+    ///     Ok::<_, std::io::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// The OS error, e.g. `EMFILE`.

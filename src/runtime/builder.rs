@@ -129,6 +129,22 @@ impl Builder {
 
     /// Starts the runtime's threads.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = pitcrew::Runtime::builder()
+    ///     .workers(2)
+    ///     .thread_name("api")
+    ///     .max_blocking_threads(8)
+    ///     .blocking_keep_alive(Duration::from_secs(1))
+    ///     .slow_poll_threshold(Duration::from_millis(20))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.metrics().workers, 2);
+    /// ```
+    ///
     /// # Errors
     ///
     /// A [`BuildError`] naming the setting when `workers(0)` or `max_blocking_threads(0)` was
@@ -165,6 +181,15 @@ impl fmt::Debug for Builder {
 }
 
 /// The runtime could not be built.
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::BuildError;
+///
+/// let err = pitcrew::Runtime::builder().workers(0).build().unwrap_err();
+/// assert!(matches!(err, BuildError::InvalidSetting { setting: "workers", .. }));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {

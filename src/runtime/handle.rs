@@ -27,6 +27,12 @@ pub struct Handle {
 }
 
 /// There is no pitcrew runtime on this thread.
+///
+/// # Examples
+///
+/// ```
+/// assert!(pitcrew::Handle::try_current().is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoRuntime(());
 
@@ -42,6 +48,14 @@ impl Handle {
     /// The runtime of the current thread: a worker, a blocking thread, or a thread inside
     /// `block_on`.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let handle = rt.block_on(async { pitcrew::Handle::current() });
+    /// assert_eq!(handle.metrics().workers, rt.metrics().workers);
+    /// ```
+    ///
     /// # Panics
     ///
     /// Outside a runtime, with a message naming pitcrew; [`Handle::try_current`] returns an
@@ -55,11 +69,28 @@ impl Handle {
     }
 
     /// The runtime of the current thread, or [`NoRuntime`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// assert!(pitcrew::Handle::try_current().is_err());
+    /// assert!(rt.block_on(async { pitcrew::Handle::try_current() }).is_ok());
+    /// ```
     pub fn try_current() -> Result<Handle, NoRuntime> {
         context::current_handle().ok_or(NoRuntime(()))
     }
 
     /// Spawns a task on this runtime. After shutdown the handle resolves to a cancelled error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let handle = rt.handle().clone();
+    /// let task = handle.spawn(async { "spawned through a handle" });
+    /// assert_eq!(rt.block_on(task).unwrap(), "spawned through a handle");
+    /// ```
     #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
@@ -70,6 +101,14 @@ impl Handle {
     }
 
     /// Runs `f` on the blocking pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let job = rt.handle().spawn_blocking(|| std::thread::current().name().map(String::from));
+    /// assert!(rt.block_on(job).unwrap().is_some()); // blocking threads are named too
+    /// ```
     #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
@@ -84,6 +123,17 @@ impl Handle {
     /// Runs `future` to completion on the current thread, with this runtime as the current one
     /// (so `spawn` inside it works). Tasks it spawns run on the workers.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let handle = rt.handle().clone();
+    /// let out = std::thread::spawn(move || handle.block_on(async { pitcrew::spawn(async { 5 }).await }))
+    ///     .join()
+    ///     .unwrap();
+    /// assert_eq!(out.unwrap(), 5);
+    /// ```
+    ///
     /// # Panics
     ///
     /// On a worker thread or inside another `block_on`: "cannot block_on inside a pitcrew
@@ -95,6 +145,13 @@ impl Handle {
     }
 
     /// A snapshot of the runtime's counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+    /// assert_eq!(rt.handle().metrics().workers, 2);
+    /// ```
     pub fn metrics(&self) -> Metrics {
         Metrics::collect(&self.shared)
     }

@@ -39,6 +39,18 @@ pub struct Runtime {
 }
 
 /// What [`Runtime::shutdown`] did.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let _quick = rt.spawn(async {});
+/// let _stuck = rt.spawn(std::future::pending::<()>());
+/// let report = rt.shutdown(Duration::from_millis(10));
+/// assert_eq!(report.dropped, 1); // the pending task
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
@@ -50,11 +62,25 @@ pub struct ShutdownReport {
 
 impl Runtime {
     /// A builder for a runtime with custom settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::builder().workers(2).thread_name("app").build().unwrap();
+    /// assert_eq!(rt.metrics().workers, 2);
+    /// ```
     pub fn builder() -> Builder {
         Builder::new()
     }
 
     /// A runtime with the default settings (one worker per CPU).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// assert_eq!(rt.block_on(async { 1 + 1 }), 2);
+    /// ```
     ///
     /// # Errors
     ///
@@ -125,6 +151,17 @@ impl Runtime {
     }
 
     /// The runtime's handle, to clone and send to other threads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let handle = rt.handle().clone();
+    /// let task = std::thread::spawn(move || handle.spawn(async { "from a plain thread" }))
+    ///     .join()
+    ///     .unwrap();
+    /// assert_eq!(rt.block_on(task).unwrap(), "from a plain thread");
+    /// ```
     pub fn handle(&self) -> &Handle {
         &self.handle
     }
@@ -133,6 +170,14 @@ impl Runtime {
     ///
     /// The task starts running on a worker at once; awaiting the returned [`JoinHandle`] gives
     /// its output. Dropping the handle detaches the task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let task = rt.spawn(async { 6 * 7 });
+    /// assert_eq!(rt.block_on(task).unwrap(), 42);
+    /// ```
     #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
@@ -143,6 +188,14 @@ impl Runtime {
     }
 
     /// Runs `f` on the blocking pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let job = rt.spawn_blocking(|| std::fs::metadata("Cargo.toml").map(|m| m.len()));
+    /// assert!(rt.block_on(job).unwrap().unwrap() > 0);
+    /// ```
     #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
@@ -154,6 +207,17 @@ impl Runtime {
 
     /// Runs `future` to completion on the calling thread; see [`Handle::block_on`].
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(async {
+    ///     pitcrew::time::sleep(std::time::Duration::from_millis(1)).await;
+    ///     "slept"
+    /// });
+    /// assert_eq!(out, "slept");
+    /// ```
+    ///
     /// # Panics
     ///
     /// When called on a runtime worker thread or inside another `block_on`.
@@ -163,6 +227,16 @@ impl Runtime {
     }
 
     /// A snapshot of the runtime's counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+    /// rt.block_on(rt.spawn(async {})).unwrap();
+    /// let m = rt.metrics();
+    /// assert_eq!(m.workers, 2);
+    /// assert!(m.spawned >= 1 && m.polls >= 1);
+    /// ```
     pub fn metrics(&self) -> Metrics {
         self.handle.metrics()
     }
@@ -170,6 +244,18 @@ impl Runtime {
     /// Shuts the runtime down: no task can be spawned from now on; tasks get `grace` to end on
     /// their own; the futures of those still alive are then dropped, and every runtime thread is
     /// joined.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// // A task that stops by itself when the runtime shuts down.
+    /// rt.spawn(async { pitcrew::scope::cancelled().await });
+    /// let report = rt.shutdown(Duration::from_secs(5));
+    /// assert_eq!((report.completed_in_grace, report.dropped), (1, 0));
+    /// ```
     pub fn shutdown(mut self, grace: Duration) -> ShutdownReport {
         self.shutdown_inner(grace)
     }

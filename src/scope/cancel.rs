@@ -13,6 +13,22 @@ use crate::scope::tree::Scope;
 use crate::task;
 
 /// Why a scope is cancelled.
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::scope::{nursery, CancelReason, ScopeError};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let out = rt.block_on(nursery(|n| async move {
+///     n.cancel();
+///     let why = pitcrew::scope::cancelled().await;
+///     assert_eq!(why.reason, CancelReason::Explicit);
+///     pitcrew::time::sleep(std::time::Duration::from_secs(3600)).await; // dropped at once
+///     Ok::<_, std::io::Error>(())
+/// }));
+/// assert!(matches!(out, Err(ScopeError::Cancelled(_))));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CancelReason {
@@ -41,6 +57,21 @@ impl fmt::Display for CancelReason {
 }
 
 /// The current scope is cancelled.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pitcrew::scope::{self, nursery_with, CancelReason, ScopeOptions};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let opts = ScopeOptions::new().timeout(Duration::from_millis(1)).grace(Duration::from_secs(5));
+/// let seen = rt.block_on(nursery_with(opts, |_| async {
+///     let cancelled = scope::cancelled().await;
+///     Ok::<_, std::io::Error>(cancelled)
+/// }));
+/// assert_eq!(seen.unwrap().reason, CancelReason::Deadline);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cancelled {
     /// Why.
@@ -140,6 +171,23 @@ pub fn is_cancelled() -> bool {
 
 /// `Err(Cancelled)` when the current scope is cancelled: a cheap check for CPU loops.
 ///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pitcrew::scope::{self, nursery_with, ScopeOptions};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let opts = ScopeOptions::new().grace(Duration::from_secs(5));
+/// let out = rt.block_on(nursery_with(opts, |n| async move {
+///     scope::checkpoint()?; // not cancelled: Ok
+///     n.cancel();
+///     assert!(scope::checkpoint().is_err());
+///     Ok::<_, scope::Cancelled>(())
+/// }));
+/// assert!(out.is_ok()); // the body returned on its own within the grace period
+/// ```
+///
 /// # Errors
 ///
 /// [`Cancelled`] with the reason, while the scope is cancelled.
@@ -153,6 +201,25 @@ pub fn checkpoint() -> Result<(), Cancelled> {
 }
 
 /// Resolves when the current scope becomes cancelled (at once if it is).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pitcrew::scope::{self, nursery_with, ScopeOptions};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let opts = ScopeOptions::new().grace(Duration::from_secs(5));
+/// let out = rt.block_on(nursery_with(opts, |n| async move {
+///     let waiter = n.spawn(async {
+///         scope::cancelled().await;
+///         Ok::<_, std::io::Error>("saw the cancellation")
+///     });
+///     n.cancel();
+///     Ok(waiter.await?)
+/// }));
+/// assert_eq!(out.unwrap(), "saw the cancellation");
+/// ```
 ///
 /// # Cancel safety
 ///
@@ -195,6 +262,21 @@ impl fmt::Debug for CancelledFuture {
 }
 
 /// The scope the current code runs in (`None` outside a runtime).
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::scope::{self, nursery_with, ScopeOptions};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// rt.block_on(nursery_with(ScopeOptions::new().name("api"), |_| async {
+///     let here = scope::current().unwrap();
+///     assert_eq!(here.name().as_deref(), Some("api"));
+///     assert!(here.parent().is_some());
+///     Ok::<_, std::io::Error>(())
+/// }))
+/// .unwrap();
+/// ```
 pub fn current() -> Option<ScopeRef> {
     with_current_scope(|s| {
         s.map(|scope| ScopeRef {

@@ -351,6 +351,22 @@ impl<E> fmt::Debug for ChildBuilder<'_, E> {
 
 /// A handle to a nursery child: await it for the child's value. Dropping it does not cancel
 /// the child: the nursery owns it.
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::scope::nursery;
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let out = rt.block_on(nursery(|n| async move {
+///     let stuck = n.spawn(std::future::pending::<Result<(), std::io::Error>>());
+///     let quick = n.spawn(async { Ok(5) });
+///     stuck.abort(); // hard-cancelled: not a failure of the nursery
+///     assert!(stuck.await.unwrap_err().is_cancelled());
+///     Ok(quick.await?)
+/// }));
+/// assert_eq!(out.unwrap(), 5);
+/// ```
 pub struct ChildHandle<T> {
     inner: JoinHandle<Result<T, JoinError>>,
 }

@@ -26,6 +26,22 @@ pub struct Failure<E> {
 }
 
 /// A nursery did not produce its body's value.
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::scope::{nursery, FailureKind, ScopeError};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let out = rt.block_on(nursery(|n| async move {
+///     n.child().name("parser").spawn(async { Err::<(), _>("bad input") });
+///     pitcrew::scope::cancelled().await;
+///     Ok(())
+/// }));
+/// let Err(ScopeError::Failed(failures)) = out else { panic!("{out:?}") };
+/// assert_eq!(failures[0].name.as_deref(), Some("parser"));
+/// assert!(matches!(failures[0].kind, FailureKind::Error("bad input")));
+/// ```
 pub enum ScopeError<E> {
     /// Children or the body failed. Never empty; `[0]` is the failure that cancelled the rest.
     Failed(Vec<Failure<E>>),

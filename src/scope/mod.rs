@@ -88,6 +88,24 @@ pub use supervisor::supervisor;
 pub(crate) use child::{spawn_member, try_spawn_member, try_spawn_member_eager};
 
 /// Options of a nursery's scope.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pitcrew::scope::{nursery_with, ScopeOptions};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let opts = ScopeOptions::new()
+///     .name("fetchers")
+///     .timeout(Duration::from_secs(5))
+///     .grace(Duration::from_millis(100));
+/// let out = rt.block_on(nursery_with(opts, |n| async move {
+///     assert!(n.deadline().is_some());
+///     Ok::<_, std::io::Error>(pitcrew::scope::current().and_then(|s| s.name()))
+/// }));
+/// assert_eq!(out.unwrap().as_deref(), Some("fetchers"));
+/// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct ScopeOptions {

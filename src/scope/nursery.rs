@@ -70,6 +70,24 @@ impl<E> NurseryShared<E> {
 
 /// A handle to a nursery: spawn children into it, cancel it, move its deadline. Cloneable and
 /// `'static`, so it can be passed down to children.
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::scope::nursery;
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let sum = rt.block_on(nursery(|n| async move {
+///     // The handle is cloneable and 'static: a child can spawn siblings.
+///     let inner = n.clone();
+///     let outer = n.spawn(async move {
+///         let nested = inner.spawn(async { Ok::<_, std::io::Error>(2) });
+///         Ok(40 + nested.await?)
+///     });
+///     Ok(outer.await?)
+/// }));
+/// assert_eq!(sum.unwrap(), 42);
+/// ```
 pub struct Nursery<E> {
     pub(crate) shared: DataArc<NurseryShared<E>>,
 }
@@ -85,6 +103,20 @@ impl<E> Clone for Nursery<E> {
 impl<E: Send + 'static> Nursery<E> {
     /// Spawns a child. Its `Err` or panic cancels the body and every sibling and is returned
     /// in the nursery's [`ScopeError::Failed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{nursery, ScopeError};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     n.spawn(async { Err::<(), _>("disk full") });
+    ///     pitcrew::scope::cancelled().await; // the failure cancels the body too
+    ///     Ok(())
+    /// }));
+    /// assert!(matches!(out, Err(ScopeError::Failed(_))));
+    /// ```
     #[track_caller]
     pub fn spawn<F, T>(&self, future: F) -> ChildHandle<T>
     where
@@ -95,6 +127,28 @@ impl<E: Send + 'static> Nursery<E> {
     }
 
     /// A builder for a child with options (name, isolated, master, background, grace).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     // A heartbeat that runs as long as the rest of the nursery does.
+    ///     n.child().name("heartbeat").background().spawn(async {
+    ///         let mut beat = pitcrew::time::interval(Duration::from_millis(1));
+    ///         while !pitcrew::scope::is_cancelled() {
+    ///             beat.tick().await;
+    ///         }
+    ///         Ok::<(), std::io::Error>(())
+    ///     });
+    ///     let job = n.child().name("job").spawn(async { Ok(7) });
+    ///     Ok(job.await?)
+    /// }));
+    /// assert_eq!(out.unwrap(), 7);
+    /// ```
     pub fn child(&self) -> ChildBuilder<'_, E> {
         ChildBuilder {
             nursery: self,
@@ -107,6 +161,27 @@ impl<E: Send + 'static> Nursery<E> {
 impl<E> Nursery<E> {
     /// Adds a cancel request (asyncio's `cancel`): the body and children see
     /// [`is_cancelled`](crate::scope::is_cancelled) and, after the grace period, are dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::scope::{self, nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery_with(ScopeOptions::new().grace(Duration::from_secs(5)), |n| async move {
+    ///     n.cancel();
+    ///     n.cancel();
+    ///     assert_eq!(n.cancelling(), 2);
+    ///     assert!(scope::is_cancelled());
+    ///     // Withdrawing every request within the grace period lets the scope carry on.
+    ///     assert_eq!(n.uncancel(), 1);
+    ///     assert_eq!(n.uncancel(), 0);
+    ///     assert!(!scope::is_cancelled());
+    ///     Ok::<_, std::io::Error>("carried on")
+    /// }));
+    /// assert_eq!(out.unwrap(), "carried on");
+    /// ```
     pub fn cancel(&self) {
         self.shared.scope.cancel(CancelReason::Explicit);
     }
@@ -123,6 +198,22 @@ impl<E> Nursery<E> {
     }
 
     /// Sets (or moves) the deadline at which the scope cancels itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use pitcrew::scope::{nursery, ScopeError};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     assert_eq!(n.deadline(), None);
+    ///     n.set_deadline(Instant::now() + Duration::from_millis(5));
+    ///     pitcrew::time::sleep(Duration::from_secs(3600)).await;
+    ///     Ok::<_, std::io::Error>(())
+    /// }));
+    /// assert!(matches!(out, Err(ScopeError::Cancelled(_))));
+    /// ```
     pub fn set_deadline(&self, deadline: Instant) {
         *self.shared.scope.deadline.lock() = Some(deadline);
         let waker = self.shared.scope.lock().owner_waker.take();
@@ -137,6 +228,21 @@ impl<E> Nursery<E> {
     }
 
     /// Children alive now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|n| async move {
+    ///     assert!(n.is_empty());
+    ///     let child = n.spawn(async { Ok::<_, std::io::Error>(()) });
+    ///     child.await?;
+    ///     Ok(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn len(&self) -> usize {
         self.shared.scope.lock().live_all
     }
@@ -193,6 +299,26 @@ where
 /// `Ok(value)` with the body's value, or [`ScopeError::Failed`] with every failure (the one
 /// that cancelled the rest first), or [`ScopeError::Cancelled`] when the scope was cancelled
 /// before the body produced its value.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pitcrew::scope::{nursery_with, CancelReason, ScopeError, ScopeOptions};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let opts = ScopeOptions::new().name("slow-lane").timeout(Duration::from_millis(5));
+/// let out = rt.block_on(nursery_with(opts, |n| async move {
+///     n.spawn(async {
+///         pitcrew::time::sleep(Duration::from_secs(3600)).await;
+///         Ok(())
+///     });
+///     pitcrew::time::sleep(Duration::from_secs(3600)).await;
+///     Ok::<_, std::io::Error>(())
+/// }));
+/// let Err(ScopeError::Cancelled(c)) = out else { panic!("{out:?}") };
+/// assert_eq!(c.reason, CancelReason::Deadline);
+/// ```
 ///
 /// # Cancel safety
 ///

@@ -78,6 +78,20 @@ pub async fn shield<F: Future>(future: F) -> F::Output {
 }
 
 /// [`shield`], bounded: when `limit` passes first the future is dropped and `None` returned.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let flushed = pitcrew::scope::shield_for(Duration::from_secs(5), async { "flushed" }).await;
+///     assert_eq!(flushed, Some("flushed"));
+///     let stuck = pitcrew::scope::shield_for(Duration::from_millis(5), std::future::pending::<()>());
+///     assert_eq!(stuck.await, None);
+/// });
+/// ```
 pub async fn shield_for<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
     let deadline = Instant::now().checked_add(limit);
     let mut s = InScope::new(true, deadline, future);
@@ -110,6 +124,19 @@ pub async fn move_on_after<F: Future>(after: Duration, future: F) -> Option<F::O
 }
 
 /// As [`move_on_after`], with an error when the deadline passed.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let slow = pitcrew::time::sleep(Duration::from_secs(3600));
+///     assert!(pitcrew::scope::fail_after(Duration::from_millis(5), slow).await.is_err());
+///     assert_eq!(pitcrew::scope::fail_after(Duration::from_secs(5), async { 1 }).await, Ok(1));
+/// });
+/// ```
 ///
 /// # Errors
 ///

@@ -110,6 +110,18 @@ impl Builder {
 
     /// Spawns the task on the runtime of `handle`.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// // From a plain thread: name the task and pick the runtime.
+    /// let task = pitcrew::task::Builder::new()
+    ///     .name("importer")
+    ///     .spawn_on(async { pitcrew::task::name() }, rt.handle())
+    ///     .unwrap();
+    /// assert_eq!(rt.block_on(task).unwrap().as_deref(), Some("importer"));
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`SpawnError::Shutdown`] when that runtime is shutting down; the future is dropped.

@@ -56,6 +56,23 @@ impl JoinError {
     /// True when a scope child returned an error. The error itself went to the nursery's
     /// [`ScopeError`](crate::scope::ScopeError), unless the child was `isolated()`, in which case
     /// [`JoinError::into_failure`] gives it back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|n| async move {
+    ///     let child = n.child().isolated().spawn(async { Err::<(), _>("no such user") });
+    ///     let err = child.await.unwrap_err();
+    ///     assert!(err.is_failed());
+    ///     let reason = err.into_failure().unwrap();
+    ///     assert_eq!(reason.downcast_ref::<&str>(), Some(&"no such user"));
+    ///     Ok::<_, &str>(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn is_failed(&self) -> bool {
         matches!(self.repr, Repr::Failed(_))
     }
@@ -69,11 +86,30 @@ impl JoinError {
     }
 
     /// True when the task was cancelled (aborted, or dropped at shutdown or by its scope).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let task = rt.spawn(std::future::pending::<()>());
+    /// task.abort();
+    /// let err = rt.block_on(task).unwrap_err();
+    /// assert!(err.is_cancelled() && !err.is_panic());
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         matches!(self.repr, Repr::Cancelled)
     }
 
     /// True when the task panicked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let err = rt.block_on(rt.spawn(async { panic!("boom") })).unwrap_err();
+    /// assert!(err.is_panic());
+    /// assert_eq!(err.into_panic().downcast_ref::<&str>(), Some(&"boom"));
+    /// ```
     pub fn is_panic(&self) -> bool {
         matches!(self.repr, Repr::Panic(_))
     }
@@ -90,6 +126,16 @@ impl JoinError {
     }
 
     /// The panic payload, or the error itself when the task was cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let task = rt.spawn(std::future::pending::<()>());
+    /// task.abort();
+    /// let err = rt.block_on(task).unwrap_err();
+    /// assert!(err.try_into_panic().unwrap_err().is_cancelled());
+    /// ```
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
             Repr::Panic(p) => Ok(p.into_inner()),
@@ -98,6 +144,16 @@ impl JoinError {
     }
 
     /// The id of the task that failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let task = rt.spawn(std::future::pending::<()>());
+    /// let id = task.id();
+    /// task.abort();
+    /// assert_eq!(rt.block_on(task).unwrap_err().id(), id);
+    /// ```
     pub fn id(&self) -> Id {
         self.id
     }
@@ -151,6 +207,19 @@ impl From<JoinError> for io::Error {
 }
 
 /// A task could not be spawned.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pitcrew::task::{Builder, SpawnError};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let handle = rt.handle().clone();
+/// rt.shutdown(Duration::ZERO);
+/// let refused = Builder::new().spawn_on(async {}, &handle).unwrap_err();
+/// assert_eq!(refused, SpawnError::Shutdown);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SpawnError {

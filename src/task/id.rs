@@ -29,6 +29,15 @@ impl Id {
     }
 
     /// The identifier as a number, for logs and metrics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let a = rt.spawn(async {});
+    /// let b = rt.spawn(async {});
+    /// assert_ne!(a.id().as_u64(), b.id().as_u64());
+    /// ```
     pub fn as_u64(self) -> u64 {
         self.0.get()
     }
@@ -48,6 +57,15 @@ impl fmt::Debug for Id {
 
 /// The id of the task that is running on this thread.
 ///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let task = rt.spawn(async { pitcrew::task::id() });
+/// let expected = task.id();
+/// assert_eq!(rt.block_on(task).unwrap(), expected);
+/// ```
+///
 /// # Panics
 ///
 /// Panics when called outside a pitcrew task; [`try_id`] returns `None` instead.
@@ -57,12 +75,31 @@ pub fn id() -> Id {
 }
 
 /// The id of the task that is running on this thread, or `None` outside a task.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(pitcrew::task::try_id(), None);
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// assert!(rt.block_on(rt.spawn(async { pitcrew::task::try_id() })).unwrap().is_some());
+/// ```
 pub fn try_id() -> Option<Id> {
     context::with_current_task(|header| header.map(|h| h.id))
 }
 
 /// The name given to the running task with [`Builder::name`](crate::task::Builder::name), if
 /// any. `None` outside a task.
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let task = pitcrew::task::Builder::new()
+///     .name("indexer")
+///     .spawn_on(async { pitcrew::task::name() }, rt.handle())
+///     .unwrap();
+/// assert_eq!(rt.block_on(task).unwrap().as_deref(), Some("indexer"));
+/// ```
 pub fn name() -> Option<DataArc<str>> {
     context::with_current_task(|header| header.and_then(|h| h.name().cloned()))
 }

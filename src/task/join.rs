@@ -57,21 +57,61 @@ impl<T> JoinHandle<T> {
     /// Cancels the task: its future is dropped before its next poll (never during one) and this
     /// handle then resolves to a cancelled [`JoinError`]. A task that already finished keeps its
     /// result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let task = rt.spawn(std::future::pending::<()>());
+    /// task.abort();
+    /// assert!(rt.block_on(task).unwrap_err().is_cancelled());
+    /// ```
     pub fn abort(&self) {
         self.raw.remote_abort();
     }
 
     /// True once the task has ended (its output, or its error, is ready).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let pending = rt.spawn(std::future::pending::<()>());
+    /// assert!(!pending.is_finished());
+    /// let done = rt.spawn(async {});
+    /// while !done.is_finished() {
+    ///     std::thread::yield_now();
+    /// }
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.raw.header().state.load().is_complete()
     }
 
     /// The task's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let task = rt.spawn(async { pitcrew::task::id() });
+    /// let id = task.id();
+    /// assert_eq!(rt.block_on(task).unwrap(), id);
+    /// ```
     pub fn id(&self) -> Id {
         self.raw.id()
     }
 
     /// A handle that can abort the task but not await it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let task = rt.spawn(std::future::pending::<()>());
+    /// let aborter = task.abort_handle();
+    /// std::thread::spawn(move || aborter.abort()).join().unwrap();
+    /// assert!(rt.block_on(task).unwrap_err().is_cancelled());
+    /// ```
     pub fn abort_handle(&self) -> AbortHandle {
         self.raw.header().state.ref_inc();
         AbortHandle { raw: self.raw }
@@ -110,6 +150,18 @@ impl<T> fmt::Debug for JoinHandle<T> {
 }
 
 /// A handle that can abort a task, without the right to await it.
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let task = rt.spawn(std::future::pending::<()>());
+/// let aborter = task.abort_handle();
+/// assert_eq!(aborter.id(), task.id());
+/// aborter.abort();
+/// assert!(rt.block_on(task).unwrap_err().is_cancelled());
+/// assert!(aborter.is_finished());
+/// ```
 pub struct AbortHandle {
     raw: RawTask,
 }

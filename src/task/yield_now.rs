@@ -26,6 +26,20 @@ pub fn yield_now() -> YieldNow {
 }
 
 /// The future returned by [`yield_now`].
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::builder().workers(1).build().unwrap();
+/// rt.block_on(async {
+///     let other = pitcrew::spawn(async { "ran" });
+///     // Let the other task have the (only) worker for a moment.
+///     while !other.is_finished() {
+///         pitcrew::yield_now().await;
+///     }
+///     assert_eq!(other.await.unwrap(), "ran");
+/// });
+/// ```
 #[derive(Debug)]
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct YieldNow {

@@ -81,6 +81,22 @@ pub fn interval_at(start: Instant, period: Duration) -> Interval {
 /// | `Burst`   | 10, 20, 30, 40, 50 ...                 | 35, 35, 35, 40, 50 ...  |
 /// | `Delay`   | 10, 45, 55, 65 ...                     | 35, 45, 55, 65 ...      |
 /// | `Skip`    | 10, 40, 50, 60 ...                     | 35, 40, 50, 60 ...      |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pitcrew::time::{interval, MissedTickBehavior};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let mut every = interval(Duration::from_millis(1));
+///     // A slow consumer: restart the schedule after a late tick rather than catching up.
+///     every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+///     assert_eq!(every.missed_tick_behavior(), MissedTickBehavior::Delay);
+///     every.tick().await;
+/// });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MissedTickBehavior {
     /// Catch up: the missed ticks complete at once, one after the other, until the interval is
@@ -120,6 +136,22 @@ fn add(at: Instant, d: Duration) -> Instant {
 /// Each [`tick`](Interval::tick) completes at the next scheduled instant and returns it (the
 /// scheduled instant, not the time it actually completed). The timer entry is reused from tick
 /// to tick.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pitcrew::time::{interval, MissedTickBehavior};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let mut every = interval(Duration::from_millis(2));
+///     every.set_missed_tick_behavior(MissedTickBehavior::Skip);
+///     let first = every.tick().await;
+///     let second = every.tick().await;
+///     assert_eq!(second - first, Duration::from_millis(2)); // scheduled instants
+/// });
+/// ```
 pub struct Interval {
     sleep: Sleep,
     period: Duration,

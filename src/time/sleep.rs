@@ -203,6 +203,20 @@ impl Sleep {
     }
 
     /// True once the sleep has completed (been polled ready) and not been reset since.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let mut nap = Box::pin(pitcrew::time::sleep(Duration::from_millis(1)));
+    ///     assert!(!nap.is_elapsed());
+    ///     nap.as_mut().await;
+    ///     assert!(nap.is_elapsed());
+    /// });
+    /// ```
     pub fn is_elapsed(&self) -> bool {
         self.elapsed
     }

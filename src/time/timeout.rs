@@ -89,6 +89,22 @@ pub fn timeout_at<F: IntoFuture>(deadline: Instant, future: F) -> Timeout<F::Int
 /// Resolves to `Ok(output)` if the inner future finishes first, `Err(Elapsed)` otherwise. The
 /// timer does not spend the task's cooperative budget (the inner future spends its own), so an
 /// inner future that keeps running out of budget still times out.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let quick = pitcrew::time::timeout(Duration::from_secs(5), async { 3 });
+///     assert_eq!(quick.await, Ok(3));
+///     let stuck = pitcrew::time::timeout(Duration::from_millis(5), std::future::pending::<()>());
+///     let stuck_deadline = stuck.deadline();
+///     assert!(stuck.await.is_err());
+///     assert!(std::time::Instant::now() >= stuck_deadline);
+/// });
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Timeout<F> {
     value: F,
