@@ -465,3 +465,64 @@ fn builder_spawn_inside_a_task_during_shutdown_returns_spawn_error_shutdown() {
     );
     within("shutdown", TIMEOUT, move || shutting_down.join().unwrap());
 }
+
+/// Records the name of the thread it is dropped on.
+struct DropThread(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Drop for DropThread {
+    fn drop(&mut self) {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.0.lock().unwrap().push(name);
+    }
+}
+
+#[test]
+fn shutdown_drops_pending_futures_on_runtime_threads() {
+    // Pending in a queue, parked on a waker, and parked on a timer: whichever way shutdown
+    // finds them, their futures are dropped on one of the runtime's own threads, never on the
+    // thread that drops the runtime.
+    within("shutdown threads", TIMEOUT, || {
+        let rt = pitcrew::Runtime::builder()
+            .workers(2)
+            .thread_name("shutdown-probe")
+            .build()
+            .expect("runtime");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let started = Arc::new(AtomicUsize::new(0));
+        for i in 0..30 {
+            let guard = DropThread(seen.clone());
+            let started = started.clone();
+            drop(rt.spawn(async move {
+                let _guard = guard;
+                started.fetch_add(1, Ordering::SeqCst);
+                if i % 2 == 0 {
+                    pitcrew::time::sleep(Duration::from_secs(3600)).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            }));
+        }
+        wait_until("every task to start", TIMEOUT, || {
+            started.load(Ordering::SeqCst) == 30
+        });
+        // Ten more that never get polled: still in the queues at shutdown.
+        for _ in 0..10 {
+            let guard = DropThread(seen.clone());
+            drop(rt.spawn(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            }));
+        }
+        drop(rt);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 40, "every future dropped once");
+        let elsewhere: Vec<_> = seen
+            .iter()
+            .filter(|n| !n.starts_with("shutdown-probe"))
+            .collect();
+        assert!(
+            elsewhere.is_empty(),
+            "dropped off the runtime: {elsewhere:?}"
+        );
+    });
+}
