@@ -297,8 +297,8 @@ impl<Fut: Future> Future for SupervisorFuture<Fut> {
         let this = &mut *self;
         let scope = this.scope.clone();
         let _enter = context::enter_scope(&scope);
+        let shared = this.shared.clone();
         loop {
-            this.shared.state.lock().owner = Some(cx.waker().clone());
             scope.lock().owner_waker = Some(cx.waker().clone());
             let now = Instant::now();
 
@@ -340,8 +340,12 @@ impl<Fut: Future> Future for SupervisorFuture<Fut> {
                 this.cancelled_at = None;
             }
 
-            let shared = this.shared.clone();
             let mut s = shared.state.lock();
+            // Registered under the lock the events are read under: an event queued after this
+            // wakes us, so nothing is looked at twice.
+            if !s.owner.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                s.owner = Some(cx.waker().clone());
+            }
             while let Some(ev) = s.events.pop_front() {
                 this.on_ended(&mut s, ev, now);
             }
@@ -422,9 +426,6 @@ impl<Fut: Future> Future for SupervisorFuture<Fut> {
                     }
                 }
                 None => this.timer = None,
-            }
-            if !this.shared.state.lock().events.is_empty() {
-                continue;
             }
             return Poll::Pending;
         }
