@@ -303,7 +303,6 @@ fn shutdown_lets_a_cooperative_child_clean_up_and_drops_the_other() {
         let rt = rt();
         let l: Log = Arc::default();
         let l2 = l.clone();
-        let started = Instant::now();
         rt.block_on(supervisor(
             lenient().grace(Duration::from_millis(50)),
             move |sup| async move {
@@ -318,8 +317,19 @@ fn shutdown_lets_a_cooperative_child_clean_up_and_drops_the_other() {
                         Ok::<(), String>(())
                     }
                 }));
-                pitcrew::time::sleep(Duration::from_millis(5)).await;
+                // Both up (children start one after the other), so both must be stopped.
+                while !["start cooperative", "start stubborn"]
+                    .iter()
+                    .all(|e| l2.lock().unwrap().iter().any(|x| x == e))
+                {
+                    pitcrew::time::sleep(Duration::from_millis(1)).await;
+                }
+                let shutdown_began = Instant::now();
                 sup.shutdown().await;
+                assert!(
+                    shutdown_began.elapsed() >= Duration::from_millis(50),
+                    "the stubborn child got no grace"
+                );
                 let infos = sup.children();
                 assert!(
                     infos.iter().all(|c| c.state == ChildState::Stopped),
@@ -334,10 +344,6 @@ fn shutdown_lets_a_cooperative_child_clean_up_and_drops_the_other() {
             "{events:?}"
         );
         assert!(!events.contains(&"never".to_string()));
-        assert!(
-            started.elapsed() >= Duration::from_millis(50),
-            "the stubborn child got no grace"
-        );
     });
 }
 
