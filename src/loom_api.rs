@@ -134,6 +134,120 @@ impl MockScheduler {
     }
 }
 
+loom::lazy_static! {
+    /// The local-queue capacity of this execution (`set_local_capacity`).
+    static ref LOCAL_CAPACITY: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(4);
+}
+
+/// Lowers (or raises) every worker's local-queue capacity for the rest of this execution of
+/// the model (loom resets it for the next), so that an overflow into the injector is reachable
+/// with fewer tasks. At least 2: an overflow moves half of it.
+pub fn set_local_capacity(capacity: usize) {
+    assert!(capacity >= 2, "a local queue holds at least 2 tasks");
+    LOCAL_CAPACITY.store(capacity, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The capacity `scheduler::queue` uses under loom.
+pub(crate) fn local_capacity() -> usize {
+    LOCAL_CAPACITY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `n` workers of one scheduler, to be run by hand, each on the thread it is moved to: the
+/// real queue, steal and run code of `scheduler::worker`, without the run loop, parking or I/O.
+/// Workers that no thread runs still count, as idle-but-awake workers do (the searcher limit
+/// is half the workers).
+pub fn model_workers(n: usize) -> Vec<ModelWorker> {
+    let blocking = crate::blocking::BlockingPool::new(crate::blocking::PoolConfig {
+        max_threads: 1,
+        keep_alive: std::time::Duration::from_secs(1),
+        thread_name: "model-blocking".into(),
+        stack_size: None,
+        on_start: None,
+        on_stop: None,
+    });
+    let config = crate::scheduler::Config {
+        workers: n,
+        thread_name: "model".into(),
+        stack_size: None,
+        on_start: None,
+        on_stop: None,
+        slow_poll_threshold: None,
+        track_poll_time: false,
+    };
+    let reactor = Reactor::new().expect("create a reactor");
+    let (shared, locals) = crate::scheduler::Shared::new(config, blocking, reactor);
+    locals
+        .into_iter()
+        .enumerate()
+        .map(|(index, (local, parker))| {
+            ModelWorker(crate::scheduler::WorkerCx::for_model(
+                shared.clone(),
+                index,
+                local,
+                parker,
+            ))
+        })
+        .collect()
+}
+
+/// One worker of [`model_workers`].
+#[derive(Debug)]
+pub struct ModelWorker(crate::scheduler::WorkerCx);
+
+impl ModelWorker {
+    /// Spawns a task from this worker, as a task running on it would: into the LIFO slot (the
+    /// previous occupant moves to the deque), or with `to_deque` to the back of the deque (the
+    /// path of a task that yields). A full deque overflows into the injector.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F, to_deque: bool) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (join, task) = crate::scheduler::Shared::bind_new(
+            &self.0.shared,
+            future,
+            None,
+            None,
+            Location::caller(),
+        );
+        if let Some(task) = task {
+            self.0.model_schedule(task, to_deque);
+        }
+        join
+    }
+
+    /// Takes the next task from this worker's LIFO slot, deque or the injector and runs it.
+    /// False when there was none.
+    pub fn run_next(&self) -> bool {
+        self.0.model_run_next()
+    }
+
+    /// Searches: steals half of another worker's deque (or a batch of the injector), and runs
+    /// the first task taken. False when nothing was found.
+    pub fn steal_and_run(&self) -> bool {
+        self.0.model_steal_and_run()
+    }
+
+    /// Times this worker's deque overflowed into the injector.
+    pub fn overflows(&self) -> u64 {
+        self.0.model_overflows()
+    }
+
+    /// Tasks alive in the scheduler (its owned list).
+    pub fn alive(&self) -> usize {
+        self.0.shared.owned.len()
+    }
+
+    /// Shutdown as a worker performs it (the owned list is closed first): drops every live
+    /// task's future and this worker's and the injector's queue entries.
+    pub fn shutdown(&self) {
+        self.0.shared.close();
+        self.0.model_shutdown();
+    }
+}
+
 /// The worker parker, for park/unpark models (the condition-variable path).
 #[derive(Debug)]
 pub struct Parker(crate::scheduler::Parker, DataArc<Reactor>);
