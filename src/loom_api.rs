@@ -153,6 +153,49 @@ pub(crate) fn local_capacity() -> usize {
     LOCAL_CAPACITY.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+loom::lazy_static! {
+    /// Whether workers wait in the (mock) I/O poller in this execution (`park_in_poller`).
+    static ref PARK_IN_POLLER: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+}
+
+/// For the rest of this execution, the last worker to park waits in the runtime's I/O poller,
+/// as outside loom, instead of on its condition variable. The poller under loom is a mock
+/// (`io::sys`) whose wait blocks on a loom condition variable until the poller is notified or
+/// the model reports an event ([`report_readable`]).
+pub fn park_in_poller() {
+    PARK_IN_POLLER.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `scheduler::worker` parks the last worker in the poller.
+pub(crate) fn parks_in_poller() -> bool {
+    PARK_IN_POLLER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The OS reports every source registered with `handle`'s reactor readable: the next turn of
+/// the reactor (by the worker parked in the poller) delivers the events.
+pub fn report_readable(handle: &crate::runtime::Handle) {
+    handle.shared.io.post_readable_to_all();
+}
+
+/// What the mock poller of `handle`'s runtime saw in this execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollerStats {
+    /// Distinct threads that waited in the poller (2: its ownership passed between workers).
+    pub waiters: usize,
+    /// Blocking waits that an unpark (a notification of the poller) ended.
+    pub notify_wakeups: usize,
+}
+
+/// The mock poller's [`PollerStats`].
+pub fn poller_stats(handle: &crate::runtime::Handle) -> PollerStats {
+    let (waiters, notify_wakeups) = handle.shared.io.poller_stats();
+    PollerStats {
+        waiters,
+        notify_wakeups,
+    }
+}
+
 /// `n` workers of one scheduler, to be run by hand, each on the thread it is moved to: the
 /// real queue, steal and run code of `scheduler::worker`, without the run loop, parking or I/O.
 /// Workers that no thread runs still count, as idle-but-awake workers do (the searcher limit
@@ -615,15 +658,19 @@ pub mod mutants {
         /// An unpark of a worker blocked on its condition variable marks it notified but does
         /// not signal the condition variable (`scheduler::park`).
         MissingUnpark,
+        /// An unpark of a worker waiting in the I/O poller marks it notified but does not
+        /// interrupt the poller (`scheduler::park`).
+        MissingPollerNotify,
     }
 
     impl Mutant {
         /// Every mutant, with the name `PITCREW_LOOM_MUTANT` selects it by.
-        pub const ALL: [(Mutant, &'static str); 4] = [
+        pub const ALL: [(Mutant, &'static str); 5] = [
             (Mutant::LoadOnlyWake, "load_only_wake"),
             (Mutant::DecrementBeforeDrop, "decrement_before_drop"),
             (Mutant::DoubleIdleRegistration, "double_idle_registration"),
             (Mutant::MissingUnpark, "missing_unpark"),
+            (Mutant::MissingPollerNotify, "missing_poller_notify"),
         ];
     }
 

@@ -62,6 +62,17 @@ pub(crate) fn coarse_now() -> std::time::Instant {
     })
 }
 
+/// Whether the last worker to park waits in the I/O poller: always, except under loom, where
+/// the poller is a mock that only the models that ask for it use
+/// (`loom_api::park_in_poller`).
+#[inline(always)]
+fn parks_in_poller() -> bool {
+    #[cfg(not(loom))]
+    return true;
+    #[cfg(loom)]
+    return crate::loom_api::parks_in_poller();
+}
+
 /// The body of worker thread `index`.
 pub(crate) fn run_worker(
     shared: Arc<Shared>,
@@ -305,7 +316,7 @@ impl WorkerCx {
         let mut in_poller = parked.last_awake;
         loop {
             // At most one worker waits in the poller; the others on their condvars.
-            let driver = (in_poller && !cfg!(loom))
+            let driver = (in_poller && parks_in_poller())
                 .then(|| shared.io.try_lock_driver())
                 .flatten();
             match driver {
