@@ -87,14 +87,23 @@ fn a_wake_aimed_at_either_sleeper_arrives() {
     );
 }
 
+/// Records the thread it is dropped on.
+struct DropsOn(Arc<loom::sync::Mutex<Vec<loom::thread::ThreadId>>>);
+
+impl Drop for DropsOn {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().push(loom::thread::current().id());
+    }
+}
+
 /// Executions of `shutdown_drops_a_task_waiting_on_io_once` whose shutdown ended a wait in
 /// the poller.
 static SHUTDOWN_WOKE_POLLER: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
 /// Runtime shutdown while a task waits on I/O (registered with the reactor; its worker waits
-/// in the poller): the future is dropped exactly once, which deregisters its source, and the
-/// handle resolves to cancelled.
+/// in the poller): the future is dropped exactly once, on the worker, which deregisters its
+/// source, and the handle resolves to cancelled.
 #[test]
 fn shutdown_drops_a_task_waiting_on_io_once() {
     SHUTDOWN_WOKE_POLLER.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -104,11 +113,13 @@ fn shutdown_drops_a_task_waiting_on_io_once() {
         let (_writer, reader) = UnixStream::pair().expect("a socket pair");
         let drops = DropCounter::new();
         let token = drops.token();
+        let dropped_on = Arc::new(loom::sync::Mutex::new(Vec::new()));
+        let marker = DropsOn(dropped_on.clone());
         let waiting = Arc::new(AtomicUsize::new(0));
         let slot = WakerSlot::new();
         let (w, s) = (waiting.clone(), slot.clone());
         let mut task = rt.spawn(async move {
-            let _t = token;
+            let (_t, _m) = (token, marker);
             let source = register(reader);
             let mut read = Box::pin(read_one(&source));
             std::future::poll_fn(|cx| {
@@ -135,6 +146,9 @@ fn shutdown_drops_a_task_waiting_on_io_once() {
         let handle = rt.handle().clone();
         drop(rt);
         assert_eq!(drops.count(), 1, "the future dropped exactly once");
+        let on = dropped_on.lock().unwrap().clone();
+        assert_eq!(on.len(), 1);
+        assert_ne!(on[0], loom::thread::current().id(), "dropped on the worker");
         if poller_stats(&handle).notify_wakeups > 0 {
             SHUTDOWN_WOKE_POLLER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
