@@ -222,7 +222,7 @@ mod imp {
     }
 
     pub(crate) mod thread {
-        pub(crate) use loom::thread::{current, yield_now, Builder, JoinHandle, Thread};
+        pub(crate) use loom::thread::{current, yield_now, Builder, JoinHandle, Thread, ThreadId};
     }
 
     pub(crate) fn spin_hint() {

@@ -134,6 +134,163 @@ impl MockScheduler {
     }
 }
 
+loom::lazy_static! {
+    /// The local-queue capacity of this execution (`set_local_capacity`).
+    static ref LOCAL_CAPACITY: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(4);
+}
+
+/// Lowers (or raises) every worker's local-queue capacity for the rest of this execution of
+/// the model (loom resets it for the next), so that an overflow into the injector is reachable
+/// with fewer tasks. At least 2: an overflow moves half of it.
+pub fn set_local_capacity(capacity: usize) {
+    assert!(capacity >= 2, "a local queue holds at least 2 tasks");
+    LOCAL_CAPACITY.store(capacity, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The capacity `scheduler::queue` uses under loom.
+pub(crate) fn local_capacity() -> usize {
+    LOCAL_CAPACITY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+loom::lazy_static! {
+    /// Whether workers wait in the (mock) I/O poller in this execution (`park_in_poller`).
+    static ref PARK_IN_POLLER: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+}
+
+/// For the rest of this execution, the last worker to park waits in the runtime's I/O poller,
+/// as outside loom, instead of on its condition variable. The poller under loom is a mock
+/// (`io::sys`) whose wait blocks on a loom condition variable until the poller is notified or
+/// the model reports an event ([`report_readable`]).
+pub fn park_in_poller() {
+    PARK_IN_POLLER.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `scheduler::worker` parks the last worker in the poller.
+pub(crate) fn parks_in_poller() -> bool {
+    PARK_IN_POLLER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The OS reports every source registered with `handle`'s reactor readable: the next turn of
+/// the reactor (by the worker parked in the poller) delivers the events.
+pub fn report_readable(handle: &crate::runtime::Handle) {
+    handle.shared.io.post_readable_to_all();
+}
+
+/// What the mock poller of `handle`'s runtime saw in this execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollerStats {
+    /// Distinct threads that waited in the poller (2: its ownership passed between workers).
+    pub waiters: usize,
+    /// Blocking waits that an unpark (a notification of the poller) ended.
+    pub notify_wakeups: usize,
+}
+
+/// The mock poller's [`PollerStats`].
+pub fn poller_stats(handle: &crate::runtime::Handle) -> PollerStats {
+    let (waiters, notify_wakeups) = handle.shared.io.poller_stats();
+    PollerStats {
+        waiters,
+        notify_wakeups,
+    }
+}
+
+/// `n` workers of one scheduler, to be run by hand, each on the thread it is moved to: the
+/// real queue, steal and run code of `scheduler::worker`, without the run loop, parking or I/O.
+/// Workers that no thread runs still count, as idle-but-awake workers do (the searcher limit
+/// is half the workers).
+pub fn model_workers(n: usize) -> Vec<ModelWorker> {
+    let blocking = crate::blocking::BlockingPool::new(crate::blocking::PoolConfig {
+        max_threads: 1,
+        keep_alive: std::time::Duration::from_secs(1),
+        thread_name: "model-blocking".into(),
+        stack_size: None,
+        on_start: None,
+        on_stop: None,
+    });
+    let config = crate::scheduler::Config {
+        workers: n,
+        thread_name: "model".into(),
+        stack_size: None,
+        on_start: None,
+        on_stop: None,
+        slow_poll_threshold: None,
+        track_poll_time: false,
+    };
+    let reactor = Reactor::new().expect("create a reactor");
+    let (shared, locals) = crate::scheduler::Shared::new(config, blocking, reactor);
+    locals
+        .into_iter()
+        .enumerate()
+        .map(|(index, (local, parker))| {
+            ModelWorker(crate::scheduler::WorkerCx::for_model(
+                shared.clone(),
+                index,
+                local,
+                parker,
+            ))
+        })
+        .collect()
+}
+
+/// One worker of [`model_workers`].
+#[derive(Debug)]
+pub struct ModelWorker(crate::scheduler::WorkerCx);
+
+impl ModelWorker {
+    /// Spawns a task from this worker, as a task running on it would: into the LIFO slot (the
+    /// previous occupant moves to the deque), or with `to_deque` to the back of the deque (the
+    /// path of a task that yields). A full deque overflows into the injector.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F, to_deque: bool) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (join, task) = crate::scheduler::Shared::bind_new(
+            &self.0.shared,
+            future,
+            None,
+            None,
+            Location::caller(),
+        );
+        if let Some(task) = task {
+            self.0.model_schedule(task, to_deque);
+        }
+        join
+    }
+
+    /// Takes the next task from this worker's LIFO slot, deque or the injector and runs it.
+    /// False when there was none.
+    pub fn run_next(&self) -> bool {
+        self.0.model_run_next()
+    }
+
+    /// Searches: steals half of another worker's deque (or a batch of the injector), and runs
+    /// the first task taken. False when nothing was found.
+    pub fn steal_and_run(&self) -> bool {
+        self.0.model_steal_and_run()
+    }
+
+    /// Times this worker's deque overflowed into the injector.
+    pub fn overflows(&self) -> u64 {
+        self.0.model_overflows()
+    }
+
+    /// Tasks alive in the scheduler (its owned list).
+    pub fn alive(&self) -> usize {
+        self.0.shared.owned.len()
+    }
+
+    /// Shutdown as a worker performs it (the owned list is closed first): drops every live
+    /// task's future and this worker's and the injector's queue entries.
+    pub fn shutdown(&self) {
+        self.0.shared.close();
+        self.0.model_shutdown();
+    }
+}
+
 /// The worker parker, for park/unpark models (the condition-variable path).
 #[derive(Debug)]
 pub struct Parker(crate::scheduler::Parker, DataArc<Reactor>);
@@ -501,15 +658,19 @@ pub mod mutants {
         /// An unpark of a worker blocked on its condition variable marks it notified but does
         /// not signal the condition variable (`scheduler::park`).
         MissingUnpark,
+        /// An unpark of a worker waiting in the I/O poller marks it notified but does not
+        /// interrupt the poller (`scheduler::park`).
+        MissingPollerNotify,
     }
 
     impl Mutant {
         /// Every mutant, with the name `PITCREW_LOOM_MUTANT` selects it by.
-        pub const ALL: [(Mutant, &'static str); 4] = [
+        pub const ALL: [(Mutant, &'static str); 5] = [
             (Mutant::LoadOnlyWake, "load_only_wake"),
             (Mutant::DecrementBeforeDrop, "decrement_before_drop"),
             (Mutant::DoubleIdleRegistration, "double_idle_registration"),
             (Mutant::MissingUnpark, "missing_unpark"),
+            (Mutant::MissingPollerNotify, "missing_poller_notify"),
         ];
     }
 

@@ -190,6 +190,38 @@ impl Reactor {
         wake.into_iter().for_each(Waker::wake);
     }
 
+    /// The loom poller reports a readable event for every registered source (delivered by the
+    /// next turn, as the OS would).
+    #[cfg(loom)]
+    pub(crate) fn post_readable_to_all(&self) {
+        let keys: Vec<u64> = {
+            let table = self.table.lock();
+            table
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, slot)| slot.io.is_some())
+                .map(|(i, slot)| (u64::from(slot.generation) << INDEX_BITS) | i as u64)
+                .collect()
+        };
+        for key in keys {
+            self.poller.post(
+                key,
+                Readiness {
+                    readable: true,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
+    /// The loom poller's counters: distinct threads that waited in it, and blocking waits a
+    /// notification ended.
+    #[cfg(loom)]
+    pub(crate) fn poller_stats(&self) -> (usize, usize) {
+        self.poller.stats()
+    }
+
     /// Interrupts the thread waiting in `turn`, or makes its next wait return at once.
     pub(crate) fn notify(&self) {
         if let Err(e) = self.poller.notify() {

@@ -19,13 +19,16 @@ pub(crate) struct Readiness {
     pub(crate) error: bool,
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub(crate) use epoll::{Events, Poller};
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(not(target_os = "linux"), not(loom)))]
 pub(crate) use portable::{Events, Poller};
 
-#[cfg(target_os = "linux")]
+#[cfg(loom)]
+pub(crate) use model::{Events, Poller};
+
+#[cfg(all(target_os = "linux", not(loom)))]
 mod epoll {
     use super::*;
 
@@ -194,7 +197,7 @@ mod epoll {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(not(target_os = "linux"), not(loom)))]
 mod portable {
     use super::*;
     use std::os::fd::BorrowedFd;
@@ -259,6 +262,107 @@ mod portable {
 
         pub(crate) fn notify(&self) -> io::Result<()> {
             self.0.notify()
+        }
+    }
+}
+
+/// The poller under loom, which cannot see a thread blocked in `epoll_wait`: no OS poller, and
+/// a wait blocks on a loom condition variable until [`Poller::notify`] or an event the model
+/// reports ([`Poller::post`], through `loom_api`). As with the eventfd, one notification ends
+/// one wait (the current one, or the next).
+#[cfg(loom)]
+mod model {
+    use super::*;
+    use crate::loom::{thread, Condvar, Mutex};
+
+    pub(crate) struct Poller {
+        state: Mutex<State>,
+        cvar: Condvar,
+    }
+
+    #[derive(Default)]
+    struct State {
+        notified: bool,
+        pending: Vec<(u64, Readiness)>,
+        /// Threads that have blocked in a wait, in order of first wait (for the models' checks).
+        waiters: Vec<thread::ThreadId>,
+        /// Blocking waits that a notification ended (events may have arrived too).
+        notify_wakeups: usize,
+    }
+
+    pub(crate) struct Events(Vec<(u64, Readiness)>);
+
+    impl Events {
+        pub(crate) fn with_capacity(n: usize) -> Events {
+            Events(Vec::with_capacity(n.min(4)))
+        }
+
+        pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, Readiness)> + '_ {
+            self.0.iter().copied()
+        }
+    }
+
+    impl Poller {
+        pub(crate) fn new() -> io::Result<Poller> {
+            Ok(Poller {
+                state: Mutex::new(State::default()),
+                cvar: Condvar::new(),
+            })
+        }
+
+        pub(crate) fn add(&self, _fd: RawFd, _key: u64) -> io::Result<()> {
+            Ok(())
+        }
+
+        pub(crate) fn delete(&self, _fd: RawFd) -> io::Result<()> {
+            Ok(())
+        }
+
+        /// `None` blocks until a notification or an event; a timeout (loom has no clock)
+        /// returns at once with what is there.
+        pub(crate) fn wait(
+            &self,
+            events: &mut Events,
+            timeout: Option<Duration>,
+        ) -> io::Result<()> {
+            let mut state = self.state.lock();
+            if timeout.is_none() {
+                let me = thread::current().id();
+                if !state.waiters.contains(&me) {
+                    state.waiters.push(me);
+                }
+                let mut blocked = false;
+                while !state.notified && state.pending.is_empty() {
+                    blocked = true;
+                    state = self.cvar.wait(state);
+                }
+                if blocked && state.notified {
+                    state.notify_wakeups += 1;
+                }
+            }
+            state.notified = false;
+            events.0.clear();
+            events.0.append(&mut state.pending);
+            Ok(())
+        }
+
+        pub(crate) fn notify(&self) -> io::Result<()> {
+            self.state.lock().notified = true;
+            self.cvar.notify_all();
+            Ok(())
+        }
+
+        /// The OS reports `readiness` for `key`: the current or next wait returns it.
+        pub(crate) fn post(&self, key: u64, readiness: Readiness) {
+            self.state.lock().pending.push((key, readiness));
+            self.cvar.notify_all();
+        }
+
+        /// Distinct threads that have waited in the poller, and blocking waits that a
+        /// notification ended.
+        pub(crate) fn stats(&self) -> (usize, usize) {
+            let state = self.state.lock();
+            (state.waiters.len(), state.notify_wakeups)
         }
     }
 }

@@ -11,7 +11,7 @@
 //!   it takes from the deque again, so two tasks ping-ponging cannot starve the rest.
 //! - Woken while running (it yielded, or its budget ran out): to the back of the deque.
 //! - From any other thread: into the injector.
-//! - When a deque holds [`LOCAL_CAPACITY`](queue::LOCAL_CAPACITY) tasks, the older half moves to
+//! - When a deque holds [`local_capacity()`](queue::local_capacity) tasks, the older half moves to
 //!   the injector, where every worker can reach it.
 //!
 //! # Where a worker looks for work
@@ -55,6 +55,8 @@ use crate::task::{Id, JoinHandle, SpawnError};
 pub(crate) use idle::Idle;
 pub(crate) use park::{Parker, Unparker};
 pub(crate) use queue::{Injector, Local, Steal, Stealer};
+#[cfg(loom)]
+pub(crate) use worker::WorkerCx;
 pub(crate) use worker::{coarse_now, run_worker, with_current_worker};
 
 /// A worker looks at the injector before its own queue every this many ticks.

@@ -123,7 +123,17 @@ impl Unparker {
         let inner = &*self.inner;
         match inner.state.swap(NOTIFIED, Ordering::AcqRel) {
             EMPTY | NOTIFIED => {}
-            PARKED_DRIVER => reactor.notify(),
+            PARKED_DRIVER => {
+                #[cfg(all(loom, loom_mutants))]
+                if crate::loom_api::mutants::active(
+                    crate::loom_api::mutants::Mutant::MissingPollerNotify,
+                ) {
+                    // Mutant: the sleeper in the poller is marked notified but the poller is
+                    // never interrupted.
+                    return;
+                }
+                reactor.notify();
+            }
             PARKED => {
                 // Taking the lock orders us after the owner's `wait` started, so the
                 // notification cannot slip in before it and be lost.

@@ -2,11 +2,22 @@
 //!
 //! Normal builds use `crossbeam_deque`. Under loom they are replaced by mutex-backed stand-ins
 //! with the same API (crossbeam is not loom-aware), so the models exercise our protocol around
-//! the queues with every interleaving; the local capacity shrinks to 4 so that the overflow and
-//! steal-half paths are reachable in small models.
+//! the queues with every interleaving; the local capacity shrinks to 4 (or what a model sets
+//! with `loom_api::set_local_capacity`) so that the overflow and steal-half paths are reachable
+//! in small models.
 
 /// A worker's queue holds at most this many tasks; past it, half moves to the injector.
-pub(crate) const LOCAL_CAPACITY: usize = if cfg!(loom) { 4 } else { 256 };
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) const fn local_capacity() -> usize {
+    256
+}
+
+/// Under loom: 4, unless the model lowered it (`loom_api::set_local_capacity`).
+#[cfg(loom)]
+pub(crate) fn local_capacity() -> usize {
+    crate::loom_api::local_capacity()
+}
 
 #[cfg(not(loom))]
 pub(crate) use crossbeam_deque::{Injector, Steal, Stealer, Worker as Local};
@@ -49,7 +60,7 @@ mod stand_in {
             let Some(first) = q.pop_front() else {
                 return Steal::Empty;
             };
-            let n = (q.len() / 2).min(super::LOCAL_CAPACITY / 2);
+            let n = (q.len() / 2).min(super::local_capacity() / 2);
             let mut d = dest.0.lock();
             for _ in 0..n {
                 if let Some(t) = q.pop_front() {
@@ -98,7 +109,12 @@ mod stand_in {
         pub(crate) fn steal_batch_and_pop(&self, dest: &Local<T>) -> Steal<T> {
             let mut q = match self.0.try_lock() {
                 Some(q) => q,
-                None => return Steal::Retry,
+                None => {
+                    // The caller retries at once: let the holder run first, or loom would see
+                    // a spin that never ends.
+                    crate::loom::spin_hint();
+                    return Steal::Retry;
+                }
             };
             let Some(first) = q.pop_front() else {
                 return Steal::Empty;

@@ -4,7 +4,7 @@ use std::cell::Cell;
 
 use crate::loom::{Arc, DataArc};
 use crate::runtime::{context, Handle};
-use crate::scheduler::queue::LOCAL_CAPACITY;
+use crate::scheduler::queue::local_capacity;
 use crate::scheduler::{Local, Parker, Shared, Steal, WorkerStats, EVENT_INTERVAL, MAX_LIFO_POLLS};
 use crate::task::raw::Notified;
 
@@ -60,6 +60,17 @@ pub(crate) fn coarse_now() -> std::time::Instant {
         Some(w) => w.coarse_now.get(),
         None => std::time::Instant::now(),
     })
+}
+
+/// Whether the last worker to park waits in the I/O poller: always, except under loom, where
+/// the poller is a mock that only the models that ask for it use
+/// (`loom_api::park_in_poller`).
+#[inline(always)]
+fn parks_in_poller() -> bool {
+    #[cfg(not(loom))]
+    return true;
+    #[cfg(loom)]
+    return crate::loom_api::parks_in_poller();
 }
 
 /// The body of worker thread `index`.
@@ -305,7 +316,7 @@ impl WorkerCx {
         let mut in_poller = parked.last_awake;
         loop {
             // At most one worker waits in the poller; the others on their condvars.
-            let driver = (in_poller && !cfg!(loom))
+            let driver = (in_poller && parks_in_poller())
                 .then(|| shared.io.try_lock_driver())
                 .flatten();
             match driver {
@@ -359,7 +370,7 @@ impl WorkerCx {
     }
 
     fn push_local(&self, task: Notified) {
-        if self.local.len() >= LOCAL_CAPACITY {
+        if self.local.len() >= local_capacity() {
             self.overflow();
         }
         self.local.push(task);
@@ -368,7 +379,7 @@ impl WorkerCx {
     /// Moves the older half of the deque to the injector.
     fn overflow(&self) {
         self.stats.overflows.add_local(1);
-        for _ in 0..LOCAL_CAPACITY / 2 {
+        for _ in 0..local_capacity() / 2 {
             match self.local.pop() {
                 Some(task) => self.shared.injector.push(task),
                 None => break,
@@ -394,6 +405,76 @@ impl WorkerCx {
             }
         }
         self.shared.drain_injector();
+    }
+}
+
+/// Hooks for the loom models that run a worker's steps by hand, each on the thread that owns
+/// the worker (`loom_api::ModelWorker`): the real queue, steal and run code, without the run
+/// loop, parking or I/O.
+#[cfg(loom)]
+impl WorkerCx {
+    /// A worker as `run_worker` builds it.
+    pub(crate) fn for_model(
+        shared: Arc<Shared>,
+        index: usize,
+        local: Local<Notified>,
+        parker: Parker,
+    ) -> WorkerCx {
+        WorkerCx {
+            shared: shared.clone(),
+            index,
+            stats: shared.remotes[index].stats.clone(),
+            local,
+            lifo: Cell::new(None),
+            parker,
+            is_searching: Cell::new(false),
+            in_driver: Cell::new(false),
+            io_events: std::cell::RefCell::new(crate::io::reactor::Driver::new()),
+            tick: Cell::new(0),
+            coarse_now: Cell::new(std::time::Instant::now()),
+            lifo_streak: Cell::new(0),
+            rng: Cell::new(0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B)),
+        }
+    }
+
+    /// Runs `f` with `self` as this thread's current worker, as inside `run_worker`.
+    pub(crate) fn model_enter<R>(&self, f: impl FnOnce(&WorkerCx) -> R) -> R {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                CURRENT.with(|c| c.set(std::ptr::null()));
+            }
+        }
+        CURRENT.with(|c| c.set(self));
+        let _reset = Reset;
+        f(self)
+    }
+
+    /// One turn of the run loop's first step: the next task from our own queues or the
+    /// injector, run. False when there was none.
+    pub(crate) fn model_run_next(&self) -> bool {
+        self.model_enter(|cx| cx.next_task().map(|task| cx.run_task(task)).is_some())
+    }
+
+    /// The run loop's second step: search (steal from another worker or the injector) and run
+    /// what was found. False when nothing was found.
+    pub(crate) fn model_steal_and_run(&self) -> bool {
+        self.model_enter(|cx| cx.steal_work().map(|task| cx.run_task(task)).is_some())
+    }
+
+    /// Queues a task spawned or woken on this worker (`to_deque`: as a yield, behind the deque).
+    pub(crate) fn model_schedule(&self, task: Notified, to_deque: bool) {
+        self.model_enter(|cx| cx.schedule_local(task, to_deque));
+    }
+
+    /// Times this worker's deque overflowed into the injector.
+    pub(crate) fn model_overflows(&self) -> u64 {
+        self.stats.overflows.get()
+    }
+
+    /// Step 4 of shutdown, for this worker.
+    pub(crate) fn model_shutdown(&self) {
+        self.model_enter(|cx| cx.shutdown());
     }
 }
 
