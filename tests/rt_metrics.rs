@@ -215,3 +215,38 @@ fn metrics_slow_polls_ignore_polls_under_the_threshold() {
     let (before, after) = slow_polls_around_a_50ms_poll(std::time::Duration::from_secs(3600));
     assert_eq!((before, after), (0, 0));
 }
+
+#[test]
+fn metrics_count_completed_and_cancelled_tasks() {
+    let rt = runtime(2);
+    let done: Vec<_> = (0..30).map(|i| rt.spawn(async move { i })).collect();
+    let panicked = rt.spawn(async { panic!("a task that panics completes too") });
+    let aborted: Vec<_> = (0..12)
+        .map(|_| rt.spawn(std::future::pending::<()>()))
+        .collect();
+    for h in done {
+        join("a task", h).unwrap();
+    }
+    assert!(join("the panicking task", panicked).unwrap_err().is_panic());
+    for h in &aborted {
+        h.abort();
+    }
+    for h in aborted {
+        assert!(join("an aborted task", h).unwrap_err().is_cancelled());
+    }
+    // Left pending: dropped (cancelled) by the shutdown below.
+    let pending = rt.spawn(std::future::pending::<()>());
+    wait_until("the ended tasks to leave", TIMEOUT, || {
+        rt.metrics().alive == 1
+    });
+    let m = rt.metrics();
+    assert_eq!((m.spawned, m.completed, m.cancelled), (44, 31, 12));
+    let handle = rt.handle().clone();
+    drop(pending);
+    rt.shutdown(std::time::Duration::ZERO);
+    let m = handle.metrics();
+    assert_eq!(
+        (m.spawned, m.completed, m.cancelled, m.alive),
+        (44, 31, 13, 0)
+    );
+}

@@ -23,6 +23,12 @@ pub struct Metrics {
     pub spawned: u64,
     /// Tasks alive now (spawned and not yet ended).
     pub alive: usize,
+    /// Tasks that ended on their own (returned or panicked), since the runtime started:
+    /// `spawned - alive - cancelled`, exact whenever no task is starting or ending.
+    pub completed: u64,
+    /// Tasks whose future was dropped before it completed (aborted, cancelled with their
+    /// scope, or dropped at shutdown), since the runtime started.
+    pub cancelled: u64,
     /// Task polls, all workers.
     pub polls: u64,
     /// Successful steals (each moves a batch), all workers.
@@ -72,6 +78,7 @@ impl Metrics {
     pub(crate) fn collect(shared: &Shared) -> Metrics {
         // Before the spawn counters, which count a task before it is listed: alive <= spawned.
         let alive = shared.owned.len();
+        let cancelled = shared.cancelled.get();
         let per_worker: Vec<WorkerMetrics> = shared
             .remotes
             .iter()
@@ -85,11 +92,14 @@ impl Metrics {
                 local_queue_depth: r.stealer.len(),
             })
             .collect();
+        let spawned =
+            shared.remote_spawned.get() + per_worker.iter().map(|w| w.spawned).sum::<u64>();
         Metrics {
             workers: shared.config.workers,
-            spawned: shared.remote_spawned.get()
-                + per_worker.iter().map(|w| w.spawned).sum::<u64>(),
+            spawned,
             alive,
+            completed: spawned.saturating_sub(alive as u64 + cancelled),
+            cancelled,
             polls: per_worker.iter().map(|w| w.polls).sum(),
             steals: per_worker.iter().map(|w| w.steals).sum(),
             parks: per_worker.iter().map(|w| w.parks).sum(),

@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     pub(crate) remote_spawned: Counter,
     pub(crate) injected: Counter,
     pub(crate) slow_polls: Counter,
+    /// Tasks whose future was dropped before it completed.
+    pub(crate) cancelled: Counter,
     /// What sleeps share with the timer thread (`time/`).
     pub(crate) time: Arc<crate::time::TimeShared>,
 }
@@ -165,6 +167,7 @@ impl Shared {
             remote_spawned: Counter::new(0),
             injected: Counter::new(0),
             slow_polls: Counter::new(0),
+            cancelled: Counter::new(0),
             time: Arc::new(crate::time::TimeShared::new()),
         });
         (shared, locals)
@@ -457,6 +460,10 @@ impl Schedule for Arc<Shared> {
 
     fn on_slow_poll(&self) {
         self.slow_polls.add(1);
+    }
+
+    fn on_cancelled(&self) {
+        self.cancelled.add(1);
     }
 
     fn tracks_poll_time(&self) -> bool {

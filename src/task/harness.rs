@@ -199,6 +199,7 @@ where
 
     /// Drops the future of a cancelled task. A panic in its `Drop` is reported as the result.
     fn cancel_future(&self) -> Result<F::Output, JoinError> {
+        self.scheduler().on_cancelled();
         let _span = self.header().enter_span();
         // SAFETY: we hold RUNNING.
         match catch_unwind(AssertUnwindSafe(|| unsafe {

@@ -35,6 +35,10 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// Called after a poll longer than the threshold.
     fn on_slow_poll(&self) {}
 
+    /// Called when a task's future is dropped before it completed (abort, scope
+    /// cancellation, shutdown).
+    fn on_cancelled(&self) {}
+
     /// Whether polls are timed for the task's poll-time total.
     fn tracks_poll_time(&self) -> bool {
         false
