@@ -73,6 +73,27 @@ fn parks_in_poller() -> bool {
     return crate::loom_api::parks_in_poller();
 }
 
+impl WorkerCx {
+    /// Worker `index`'s state, before its loop starts.
+    fn new(shared: Arc<Shared>, index: usize, local: Local<Notified>, parker: Parker) -> WorkerCx {
+        WorkerCx {
+            stats: shared.remotes[index].stats.clone(),
+            shared,
+            index,
+            local,
+            lifo: Cell::new(None),
+            parker,
+            is_searching: Cell::new(false),
+            in_driver: Cell::new(false),
+            io_events: std::cell::RefCell::new(crate::io::reactor::Driver::new()),
+            tick: Cell::new(0),
+            coarse_now: Cell::new(std::time::Instant::now()),
+            lifo_streak: Cell::new(0),
+            rng: Cell::new(0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B)),
+        }
+    }
+}
+
 /// The body of worker thread `index`.
 pub(crate) fn run_worker(
     shared: Arc<Shared>,
@@ -80,21 +101,7 @@ pub(crate) fn run_worker(
     local: Local<Notified>,
     parker: Parker,
 ) {
-    let cx = WorkerCx {
-        shared: shared.clone(),
-        index,
-        stats: shared.remotes[index].stats.clone(),
-        local,
-        lifo: Cell::new(None),
-        parker,
-        is_searching: Cell::new(false),
-        in_driver: Cell::new(false),
-        io_events: std::cell::RefCell::new(crate::io::reactor::Driver::new()),
-        tick: Cell::new(0),
-        coarse_now: Cell::new(std::time::Instant::now()),
-        lifo_streak: Cell::new(0),
-        rng: Cell::new(0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B)),
-    };
+    let cx = WorkerCx::new(shared.clone(), index, local, parker);
     let _runtime = context::enter_worker(Handle { shared });
     CURRENT.with(|c| c.set(&cx));
     struct Reset;
@@ -420,21 +427,7 @@ impl WorkerCx {
         local: Local<Notified>,
         parker: Parker,
     ) -> WorkerCx {
-        WorkerCx {
-            shared: shared.clone(),
-            index,
-            stats: shared.remotes[index].stats.clone(),
-            local,
-            lifo: Cell::new(None),
-            parker,
-            is_searching: Cell::new(false),
-            in_driver: Cell::new(false),
-            io_events: std::cell::RefCell::new(crate::io::reactor::Driver::new()),
-            tick: Cell::new(0),
-            coarse_now: Cell::new(std::time::Instant::now()),
-            lifo_streak: Cell::new(0),
-            rng: Cell::new(0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B)),
-        }
+        WorkerCx::new(shared, index, local, parker)
     }
 
     /// Runs `f` with `self` as this thread's current worker, as inside `run_worker`.
