@@ -73,7 +73,25 @@ use crate::runtime::Handle;
 ///
 /// # Examples
 ///
-/// See the [module documentation](self).
+/// Writing through hyper's [`Write`] (hyper's connections do this; see the
+/// [module documentation](self) for a whole HTTP exchange):
+///
+/// ```
+/// # pitcrew::Runtime::new().unwrap().block_on(async {
+/// use std::pin::Pin;
+/// use futures_lite::AsyncReadExt;
+/// use hyper::rt::Write;
+/// use pitcrew::hyper::HyperIo;
+/// use pitcrew::net::{TcpListener, TcpStream};
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let mut io = HyperIo::new(TcpStream::connect(listener.local_addr()?).await?);
+/// let (mut server, _) = listener.accept().await?;
+/// let n = std::future::poll_fn(|cx| Pin::new(&mut io).poll_write(cx, b"hi")).await?;
+/// let mut buf = [0; 2];
+/// server.read_exact(&mut buf[..n]).await?;
+/// assert_eq!(&buf[..n], &b"hi"[..n]);
+/// # std::io::Result::Ok(()) }).unwrap();
+/// ```
 pub struct HyperIo<T> {
     inner: T,
 }

@@ -281,7 +281,21 @@ impl AsRawFd for TcpListener {
 ///
 /// # Examples
 ///
-/// See [`TcpListener`].
+/// ```
+/// # pitcrew::Runtime::new().unwrap().block_on(async {
+/// use futures_lite::{AsyncReadExt, AsyncWriteExt};
+/// use pitcrew::net::{TcpListener, TcpStream};
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let mut client = TcpStream::connect(listener.local_addr()?).await?;
+/// let (mut server, _) = listener.accept().await?;
+/// client.write_all(b"hello").await?;
+/// let mut buf = [0; 5];
+/// server.read_exact(&mut buf).await?;
+/// assert_eq!(&buf, b"hello");
+/// # std::io::Result::Ok(()) }).unwrap();
+/// ```
+///
+/// See also [`TcpListener`].
 pub struct TcpStream {
     inner: Async<std::net::TcpStream>,
 }

@@ -291,13 +291,14 @@ impl<E: Send + 'static> ChildBuilder<'_, E> {
     /// # Examples
     ///
     /// ```
-    /// use pitcrew::scope::{self, nursery};
+    /// use pitcrew::scope::nursery;
     ///
     /// let rt = pitcrew::Runtime::new().unwrap();
     /// let out = rt.block_on(nursery(|n| async move {
-    ///     // When the master ends, the scope is cancelled: the body stops waiting.
+    ///     // When the master ends, the scope is cancelled: the body, which would wait
+    ///     // forever, is dropped.
     ///     n.child().master().spawn(async { Ok::<_, std::io::Error>(()) });
-    ///     scope::cancelled().await;
+    ///     std::future::pending::<()>().await;
     ///     Ok(())
     /// }));
     /// assert!(out.unwrap_err().is_cancelled());
