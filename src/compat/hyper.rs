@@ -73,28 +73,96 @@ use crate::runtime::Handle;
 ///
 /// # Examples
 ///
-/// See the [module documentation](self).
+/// Writing through hyper's [`Write`] (hyper's connections do this; see the
+/// [module documentation](self) for a whole HTTP exchange):
+///
+/// ```
+/// # pitcrew::Runtime::new().unwrap().block_on(async {
+/// use std::pin::Pin;
+/// use futures_lite::AsyncReadExt;
+/// use hyper::rt::Write;
+/// use pitcrew::hyper::HyperIo;
+/// use pitcrew::net::{TcpListener, TcpStream};
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let mut io = HyperIo::new(TcpStream::connect(listener.local_addr()?).await?);
+/// let (mut server, _) = listener.accept().await?;
+/// let n = std::future::poll_fn(|cx| Pin::new(&mut io).poll_write(cx, b"hi")).await?;
+/// let mut buf = [0; 2];
+/// server.read_exact(&mut buf[..n]).await?;
+/// assert_eq!(&buf[..n], &b"hi"[..n]);
+/// # std::io::Result::Ok(()) }).unwrap();
+/// ```
 pub struct HyperIo<T> {
     inner: T,
 }
 
 impl<T> HyperIo<T> {
     /// Wraps `inner`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::hyper::HyperIo;
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let stream = TcpStream::connect(listener.local_addr()?).await?;
+    /// let io = HyperIo::new(stream); // ready for hyper's `handshake` / `serve_connection`
+    /// # drop(io);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn new(inner: T) -> HyperIo<T> {
         HyperIo { inner }
     }
 
     /// The wrapped stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::hyper::HyperIo;
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let io = HyperIo::new(TcpStream::connect(listener.local_addr()?).await?);
+    /// assert_eq!(io.get_ref().peer_addr()?, listener.local_addr()?);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn get_ref(&self) -> &T {
         &self.inner
     }
 
     /// The wrapped stream, mutably.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::hyper::HyperIo;
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let mut io = HyperIo::new(TcpStream::connect(listener.local_addr()?).await?);
+    /// io.get_mut().set_nodelay(true)?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         &mut self.inner
     }
 
     /// Unwraps the stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::hyper::HyperIo;
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let io = HyperIo::new(TcpStream::connect(listener.local_addr()?).await?);
+    /// let stream: TcpStream = io.into_inner();
+    /// # drop(stream);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn into_inner(self) -> T {
         self.inner
     }
@@ -243,11 +311,39 @@ pub struct HyperExecutor {
 
 impl HyperExecutor {
     /// An executor for the current runtime, whichever it is when a task is spawned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hyper::rt::Executor;
+    /// use pitcrew::hyper::HyperExecutor;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// rt.block_on(async move {
+    ///     // hyper calls this for its connection-driving tasks.
+    ///     HyperExecutor::new().execute(async move { tx.send("ran").unwrap() });
+    /// });
+    /// assert_eq!(rx.recv().unwrap(), "ran");
+    /// ```
     pub fn new() -> HyperExecutor {
         HyperExecutor { handle: None }
     }
 
     /// An executor that always spawns on `handle`'s runtime, from any thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hyper::rt::Executor;
+    /// use pitcrew::hyper::HyperExecutor;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let exec = HyperExecutor::with_handle(rt.handle().clone());
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// exec.execute(async move { tx.send("ran on the runtime").unwrap() }); // from a plain thread
+    /// assert_eq!(rx.recv().unwrap(), "ran on the runtime");
+    /// ```
     pub fn with_handle(handle: Handle) -> HyperExecutor {
         HyperExecutor {
             handle: Some(handle),
@@ -294,6 +390,19 @@ pub struct HyperTimer {
 
 impl HyperTimer {
     /// A timer on the current runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hyper::rt::Timer;
+    /// use pitcrew::hyper::HyperTimer;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     HyperTimer::new().sleep(Duration::from_millis(1)).await;
+    /// });
+    /// ```
     pub fn new() -> HyperTimer {
         HyperTimer { _private: () }
     }

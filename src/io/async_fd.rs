@@ -53,6 +53,17 @@ impl<T: AsFd> Async<T> {
     /// # Panics
     ///
     /// Outside a pitcrew runtime, as [`spawn`](crate::spawn) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, _b) = UnixStream::pair()?;
+    /// let a: Async<UnixStream> = Async::new(a)?; // now non-blocking, driven by the reactor
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     #[track_caller]
     pub fn new(io: T) -> io::Result<Async<T>> {
         let runtime = Handle::current().shared;
@@ -67,11 +78,39 @@ impl<T: AsFd> Async<T> {
     }
 
     /// The inner I/O object.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let a = Async::new(a)?;
+    /// assert!(a.get_ref().peer_addr()?.is_unnamed());
+    /// # drop(b);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn get_ref(&self) -> &T {
         self.io.as_ref().expect("Async used after into_inner")
     }
 
     /// The inner I/O object, mutably. Do not replace its descriptor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let mut a = Async::new(a)?;
+    /// a.get_mut().write_all(b"x")?; // a small write to an empty socket does not block
+    /// # drop(b);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.io.as_mut().expect("Async used after into_inner")
     }
@@ -81,12 +120,41 @@ impl<T: AsFd> Async<T> {
     /// # Errors
     ///
     /// Never, today; the `Result` leaves room for platforms where deregistration can fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let a = Async::new(a)?;
+    /// let a: UnixStream = a.into_inner()?; // deregistered, still non-blocking
+    /// a.set_nonblocking(false)?;
+    /// # drop(b);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn into_inner(mut self) -> io::Result<T> {
         self.runtime.io.deregister(&self.registration);
         Ok(self.io.take().expect("Async used after into_inner"))
     }
 
     /// Ready once the source is readable (or closed, or failed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let a = Async::new(a)?;
+    /// (&b).write_all(b"x")?;
+    /// std::future::poll_fn(|cx| a.poll_readable(cx)).await?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.registration
             .io
@@ -95,6 +163,20 @@ impl<T: AsFd> Async<T> {
     }
 
     /// Ready once the source is writable (or failed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let a = Async::new(a)?;
+    /// std::future::poll_fn(|cx| a.poll_writable(cx)).await?;
+    /// # drop(b);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.registration
             .io
@@ -107,6 +189,22 @@ impl<T: AsFd> Async<T> {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future loses nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let a = Async::new(a)?;
+    /// (&b).write_all(b"x")?;
+    /// a.readable().await?;
+    /// let mut buf = [0; 1];
+    /// assert_eq!((&*a.get_ref()).read(&mut buf)?, 1);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn readable(&self) -> io::Result<()> {
         poll_fn(|cx| self.poll_readable(cx)).await
     }
@@ -116,6 +214,21 @@ impl<T: AsFd> Async<T> {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future loses nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let a = Async::new(a)?;
+    /// a.writable().await?;
+    /// (&*a.get_ref()).write_all(b"x")?;
+    /// # drop(b);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn writable(&self) -> io::Result<()> {
         poll_fn(|cx| self.poll_writable(cx)).await
     }
@@ -132,6 +245,22 @@ impl<T: AsFd> Async<T> {
 
     /// One attempt at a read-side operation; on `WouldBlock` the task is registered to be woken
     /// when the source becomes readable and `Pending` is returned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let b = Async::new(b)?;
+    /// (&a).write_all(b"hi")?;
+    /// let mut buf = [0; 8];
+    /// let n = std::future::poll_fn(|cx| b.poll_read_with(cx, |mut s| s.read(&mut buf))).await?;
+    /// assert_eq!(&buf[..n], b"hi");
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn poll_read_with<R>(
         &self,
         cx: &mut Context<'_>,
@@ -141,6 +270,21 @@ impl<T: AsFd> Async<T> {
     }
 
     /// One attempt at a write-side operation, as [`Async::poll_read_with`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let a = Async::new(a)?;
+    /// let n = std::future::poll_fn(|cx| a.poll_write_with(cx, |mut s| s.write(b"hi"))).await?;
+    /// assert_eq!(n, 2);
+    /// # drop(b);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn poll_write_with<R>(
         &self,
         cx: &mut Context<'_>,
@@ -196,11 +340,43 @@ impl<T: AsFd> Async<T> {
     /// # Cancel safety
     ///
     /// Cancel safe as long as `op` is: an attempt that succeeded is returned, never dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let b = Async::new(b)?;
+    /// (&a).write_all(b"hi")?;
+    /// let mut buf = [0; 8];
+    /// let n = b.read_with(|mut s| s.read(&mut buf)).await?;
+    /// assert_eq!(&buf[..n], b"hi");
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn read_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         poll_fn(|cx| self.poll_with(cx, Direction::Read, &mut op)).await
     }
 
     /// As [`Async::read_with`], with mutable access.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let mut b = Async::new(b)?;
+    /// (&a).write_all(b"hi")?;
+    /// let mut buf = [0; 8];
+    /// let n = b.read_with_mut(|s| s.read(&mut buf)).await?;
+    /// assert_eq!(&buf[..n], b"hi");
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn read_with_mut<R>(
         &mut self,
         mut op: impl FnMut(&mut T) -> io::Result<R>,
@@ -213,11 +389,41 @@ impl<T: AsFd> Async<T> {
     /// # Cancel safety
     ///
     /// As [`Async::read_with`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let a = Async::new(a)?;
+    /// let n = a.write_with(|mut s| s.write(b"hi")).await?;
+    /// assert_eq!(n, 2);
+    /// # drop(b);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn write_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         poll_fn(|cx| self.poll_with(cx, Direction::Write, &mut op)).await
     }
 
     /// As [`Async::write_with`], with mutable access.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use pitcrew::io::Async;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let mut a = Async::new(a)?;
+    /// let n = a.write_with_mut(|s| s.write(b"hi")).await?;
+    /// assert_eq!(n, 2);
+    /// # drop(b);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn write_with_mut<R>(
         &mut self,
         mut op: impl FnMut(&mut T) -> io::Result<R>,

@@ -18,6 +18,23 @@ use crate::net::TcpStream;
 ///
 /// Reads with `futures_io::AsyncRead` (and `tokio::io::AsyncRead` behind the `tokio-io`
 /// feature). The stream closes when both halves are dropped.
+///
+/// # Examples
+///
+/// ```
+/// # pitcrew::Runtime::new().unwrap().block_on(async {
+/// use futures_lite::AsyncReadExt;
+/// use pitcrew::net::{TcpListener, TcpStream};
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let client = TcpStream::connect(listener.local_addr()?).await?;
+/// let (server, _) = listener.accept().await?;
+/// let (mut read, write) = server.into_split();
+/// drop(client); // the peer closes: the read half sees end-of-file
+/// let mut rest = Vec::new();
+/// assert_eq!(read.read_to_end(&mut rest).await?, 0);
+/// # drop(write);
+/// # std::io::Result::Ok(()) }).unwrap();
+/// ```
 pub struct OwnedReadHalf<S = TcpStream> {
     stream: DataArc<S>,
 }
@@ -27,6 +44,25 @@ pub struct OwnedReadHalf<S = TcpStream> {
 /// Writes with `futures_io::AsyncWrite` (and `tokio::io::AsyncWrite` behind the `tokio-io`
 /// feature). Dropping it shuts down the write direction, so the peer reads end-of-file even
 /// while the read half lives on; `poll_close` does the same earlier.
+///
+/// # Examples
+///
+/// ```
+/// # pitcrew::Runtime::new().unwrap().block_on(async {
+/// use futures_lite::{AsyncReadExt, AsyncWriteExt};
+/// use pitcrew::net::{TcpListener, TcpStream};
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let client = TcpStream::connect(listener.local_addr()?).await?;
+/// let (server, _) = listener.accept().await?;
+/// let (_read, mut write) = server.into_split();
+/// write.write_all(b"bye").await?;
+/// drop(write); // shuts down the write direction
+/// let mut got = Vec::new();
+/// let mut client = client;
+/// client.read_to_end(&mut got).await?;
+/// assert_eq!(got, b"bye");
+/// # std::io::Result::Ok(()) }).unwrap();
+/// ```
 pub struct OwnedWriteHalf<S = TcpStream> {
     stream: DataArc<S>,
     shutdown_write: fn(&S) -> io::Result<()>,
@@ -34,6 +70,23 @@ pub struct OwnedWriteHalf<S = TcpStream> {
 }
 
 /// The halves given to `reunite` came from different streams; here they are back.
+///
+/// # Examples
+///
+/// ```
+/// # pitcrew::Runtime::new().unwrap().block_on(async {
+/// use pitcrew::net::{TcpListener, TcpStream};
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let a = TcpStream::connect(listener.local_addr()?).await?;
+/// let b = TcpStream::connect(listener.local_addr()?).await?;
+/// let (a_read, _a_write) = a.into_split();
+/// let (_b_read, b_write) = b.into_split();
+/// // Halves of different streams: both come back in the error.
+/// let err = a_read.reunite(b_write).unwrap_err();
+/// let (a_read, _b_write) = (err.0, err.1);
+/// # drop(a_read);
+/// # std::io::Result::Ok(()) }).unwrap();
+/// ```
 pub struct ReuniteError<S = TcpStream>(pub OwnedReadHalf<S>, pub OwnedWriteHalf<S>);
 
 /// Splits `stream` into halves; `shutdown_write` is what dropping the write half does.

@@ -117,6 +117,17 @@ impl TcpListener {
     /// # Errors
     ///
     /// When deregistration fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// let listener = pitcrew::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let addr = listener.local_addr()?;
+    /// let std_listener: std::net::TcpListener = listener.into_std()?;
+    /// assert_eq!(std_listener.local_addr()?, addr);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn into_std(self) -> io::Result<std::net::TcpListener> {
         self.inner.into_inner()
     }
@@ -160,6 +171,18 @@ impl TcpListener {
     /// # Errors
     ///
     /// As [`accept`](TcpListener::accept).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (_server, peer) = std::future::poll_fn(|cx| listener.poll_accept(cx)).await?;
+    /// assert_eq!(peer, client.local_addr()?);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
         let accepted = std::task::ready!(self.inner.poll_read_with(cx, |l| l.accept()));
         self.backoff.record(&accepted);
@@ -172,6 +195,17 @@ impl TcpListener {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// let listener = pitcrew::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let addr = listener.local_addr()?;
+    /// assert!(addr.ip().is_loopback());
+    /// assert_ne!(addr.port(), 0); // the port the OS picked
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr()
     }
@@ -181,6 +215,15 @@ impl TcpListener {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// let listener = pitcrew::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// println!("TTL: {}", listener.ttl()?);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn ttl(&self) -> io::Result<u32> {
         self.inner.get_ref().ttl()
     }
@@ -190,6 +233,16 @@ impl TcpListener {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// let listener = pitcrew::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// listener.set_ttl(100)?;
+    /// assert_eq!(listener.ttl()?, 100);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.inner.get_ref().set_ttl(ttl)
     }
@@ -228,7 +281,21 @@ impl AsRawFd for TcpListener {
 ///
 /// # Examples
 ///
-/// See [`TcpListener`].
+/// ```
+/// # pitcrew::Runtime::new().unwrap().block_on(async {
+/// use futures_lite::{AsyncReadExt, AsyncWriteExt};
+/// use pitcrew::net::{TcpListener, TcpStream};
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let mut client = TcpStream::connect(listener.local_addr()?).await?;
+/// let (mut server, _) = listener.accept().await?;
+/// client.write_all(b"hello").await?;
+/// let mut buf = [0; 5];
+/// server.read_exact(&mut buf).await?;
+/// assert_eq!(&buf, b"hello");
+/// # std::io::Result::Ok(()) }).unwrap();
+/// ```
+///
+/// See also [`TcpListener`].
 pub struct TcpStream {
     inner: Async<std::net::TcpStream>,
 }
@@ -297,6 +364,18 @@ impl TcpStream {
     /// # Panics
     ///
     /// Outside a pitcrew runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let std_stream = std::net::TcpStream::connect(listener.local_addr()?)?; // connects at once on loopback
+    /// let stream = TcpStream::from_std(std_stream)?;
+    /// assert_eq!(stream.peer_addr()?, listener.local_addr()?);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         Ok(TcpStream {
             inner: Async::new(stream)?,
@@ -308,6 +387,20 @@ impl TcpStream {
     /// # Errors
     ///
     /// When deregistration fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// let std_stream: std::net::TcpStream = client.into_std()?;
+    /// assert_eq!(std_stream.peer_addr()?, listener.local_addr()?);
+    /// # drop(server);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn into_std(self) -> io::Result<std::net::TcpStream> {
         self.inner.into_inner()
     }
@@ -317,6 +410,19 @@ impl TcpStream {
     /// # Errors
     ///
     /// The OS error, e.g. `NotConnected`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// assert_eq!(client.peer_addr()?, listener.local_addr()?);
+    /// assert_eq!(server.peer_addr()?, client.local_addr()?);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().peer_addr()
     }
@@ -326,6 +432,19 @@ impl TcpStream {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// assert_eq!(server.local_addr()?, listener.local_addr()?);
+    /// assert_eq!(client.local_addr()?, server.peer_addr()?);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr()
     }
@@ -362,6 +481,20 @@ impl TcpStream {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// client.set_nodelay(true)?;
+    /// assert!(client.nodelay()?);
+    /// # drop(server);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn nodelay(&self) -> io::Result<bool> {
         self.inner.get_ref().nodelay()
     }
@@ -371,6 +504,19 @@ impl TcpStream {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// println!("TTL: {}", client.ttl()?);
+    /// # drop(server);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn ttl(&self) -> io::Result<u32> {
         self.inner.get_ref().ttl()
     }
@@ -380,6 +526,20 @@ impl TcpStream {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// client.set_ttl(64)?;
+    /// assert_eq!(client.ttl()?, 64);
+    /// # drop(server);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.inner.get_ref().set_ttl(ttl)
     }
@@ -418,6 +578,26 @@ impl TcpStream {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// let mut client = client;
+    /// let mut server = server;
+    /// client.write_all(b"hello").await?;
+    /// let mut peeked = [0; 5];
+    /// let n = server.peek(&mut peeked).await?; // the data stays queued
+    /// let mut read = [0; 5];
+    /// server.read_exact(&mut read).await?;
+    /// assert_eq!(&read[..n], &peeked[..n]);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read_with(|s| s.peek(buf)).await
     }
@@ -473,6 +653,21 @@ impl OwnedReadHalf<TcpStream> {
     /// # Errors
     ///
     /// [`ReuniteError`], holding both halves, when they came from different streams.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// let (read, write) = client.into_split();
+    /// let client: TcpStream = read.reunite(write).unwrap();
+    /// assert_eq!(client.peer_addr()?, listener.local_addr()?);
+    /// # drop(server);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn reunite(self, other: OwnedWriteHalf<TcpStream>) -> Result<TcpStream, ReuniteError> {
         crate::net::split::reunite(self, other)
     }
@@ -482,6 +677,20 @@ impl OwnedReadHalf<TcpStream> {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// let (read, write) = client.into_split();
+    /// assert_eq!(read.peer_addr()?, listener.local_addr()?);
+    /// # drop((server, write));
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream().peer_addr()
     }
@@ -491,6 +700,20 @@ impl OwnedReadHalf<TcpStream> {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// let (read, write) = client.into_split();
+    /// assert_eq!(read.local_addr()?, server.peer_addr()?);
+    /// # drop(write);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.stream().local_addr()
     }
@@ -502,6 +725,20 @@ impl OwnedWriteHalf<TcpStream> {
     /// # Errors
     ///
     /// [`ReuniteError`] when the halves came from different streams.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// let (read, write) = client.into_split();
+    /// let client: TcpStream = write.reunite(read).unwrap();
+    /// assert_eq!(client.local_addr()?, server.peer_addr()?);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn reunite(self, other: OwnedReadHalf<TcpStream>) -> Result<TcpStream, ReuniteError> {
         crate::net::split::reunite(other, self)
     }
@@ -511,6 +748,20 @@ impl OwnedWriteHalf<TcpStream> {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// let (read, write) = client.into_split();
+    /// assert_eq!(write.peer_addr()?, listener.local_addr()?);
+    /// # drop((server, read));
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream().peer_addr()
     }
@@ -520,6 +771,20 @@ impl OwnedWriteHalf<TcpStream> {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// let (read, write) = client.into_split();
+    /// assert_eq!(write.local_addr()?, server.peer_addr()?);
+    /// # drop(read);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.stream().local_addr()
     }
@@ -529,6 +794,22 @@ impl OwnedWriteHalf<TcpStream> {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (server, _) = listener.accept().await?;
+    /// let (read, write) = client.into_split();
+    /// write.set_nodelay(true)?;
+    /// let client = write.reunite(read).unwrap();
+    /// assert!(client.nodelay()?);
+    /// # drop(server);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.stream().set_nodelay(nodelay)
     }

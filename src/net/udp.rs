@@ -78,6 +78,17 @@ impl UdpSocket {
     /// # Panics
     ///
     /// Outside a pitcrew runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UdpSocket;
+    /// let std_socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// let socket = UdpSocket::from_std(std_socket)?;
+    /// assert_ne!(socket.local_addr()?.port(), 0);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
         Ok(UdpSocket {
             inner: Async::new(socket)?,
@@ -89,6 +100,17 @@ impl UdpSocket {
     /// # Errors
     ///
     /// When deregistration fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// let socket = pitcrew::net::UdpSocket::bind("127.0.0.1:0").await?;
+    /// let addr = socket.local_addr()?;
+    /// let std_socket: std::net::UdpSocket = socket.into_std()?;
+    /// assert_eq!(std_socket.local_addr()?, addr);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
         self.inner.into_inner()
     }
@@ -98,6 +120,15 @@ impl UdpSocket {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// let socket = pitcrew::net::UdpSocket::bind("127.0.0.1:0").await?;
+    /// assert!(socket.local_addr()?.ip().is_loopback());
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr()
     }
@@ -107,6 +138,19 @@ impl UdpSocket {
     /// # Errors
     ///
     /// `NotConnected` before [`connect`](UdpSocket::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UdpSocket;
+    /// let a = UdpSocket::bind("127.0.0.1:0").await?;
+    /// let b = UdpSocket::bind("127.0.0.1:0").await?;
+    /// assert!(a.peer_addr().is_err()); // not connected yet
+    /// a.connect(b.local_addr()?).await?;
+    /// assert_eq!(a.peer_addr()?, b.local_addr()?);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().peer_addr()
     }
@@ -150,6 +194,19 @@ impl UdpSocket {
     /// # Cancel safety
     ///
     /// Cancel safe: the datagram is sent whole or not at all.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UdpSocket;
+    /// let a = UdpSocket::bind("127.0.0.1:0").await?;
+    /// let b = UdpSocket::bind("127.0.0.1:0").await?;
+    /// let sent = a.send_to(b"ping", b.local_addr()?).await?;
+    /// assert_eq!(sent, 4);
+    /// # let mut buf = [0; 4]; b.recv_from(&mut buf).await?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
         let target = sys::first_addr(target)?;
         self.inner.write_with(|s| s.send_to(buf, target)).await
@@ -165,6 +222,20 @@ impl UdpSocket {
     /// # Cancel safety
     ///
     /// Cancel safe: a datagram is taken off the queue only by the call that returns it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UdpSocket;
+    /// let a = UdpSocket::bind("127.0.0.1:0").await?;
+    /// let b = UdpSocket::bind("127.0.0.1:0").await?;
+    /// a.send_to(b"ping", b.local_addr()?).await?;
+    /// let mut buf = [0; 16];
+    /// let (n, from) = b.recv_from(&mut buf).await?;
+    /// assert_eq!((&buf[..n], from), (&b"ping"[..], a.local_addr()?));
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.inner.read_with(|s| s.recv_from(buf)).await
     }
@@ -178,6 +249,21 @@ impl UdpSocket {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UdpSocket;
+    /// let a = UdpSocket::bind("127.0.0.1:0").await?;
+    /// let b = UdpSocket::bind("127.0.0.1:0").await?;
+    /// a.send_to(b"ping", b.local_addr()?).await?;
+    /// let mut buf = [0; 16];
+    /// let (n, _) = b.peek_from(&mut buf).await?; // still queued
+    /// let (m, _) = b.recv_from(&mut buf).await?;
+    /// assert_eq!(n, m);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.inner.read_with(|s| s.peek_from(buf)).await
     }
@@ -192,6 +278,19 @@ impl UdpSocket {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UdpSocket;
+    /// let a = UdpSocket::bind("127.0.0.1:0").await?;
+    /// let b = UdpSocket::bind("127.0.0.1:0").await?;
+    /// a.connect(b.local_addr()?).await?;
+    /// assert_eq!(a.send(b"hello").await?, 5);
+    /// # let mut buf = [0; 8]; b.recv_from(&mut buf).await?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.inner.write_with(|s| s.send(buf)).await
     }
@@ -205,6 +304,21 @@ impl UdpSocket {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UdpSocket;
+    /// let a = UdpSocket::bind("127.0.0.1:0").await?;
+    /// let b = UdpSocket::bind("127.0.0.1:0").await?;
+    /// b.connect(a.local_addr()?).await?;
+    /// a.send_to(b"hello", b.local_addr()?).await?;
+    /// let mut buf = [0; 8];
+    /// let n = b.recv(&mut buf).await?;
+    /// assert_eq!(&buf[..n], b"hello");
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read_with(|s| s.recv(buf)).await
     }
@@ -214,6 +328,20 @@ impl UdpSocket {
     /// # Errors
     ///
     /// As `send_to`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UdpSocket;
+    /// let a = UdpSocket::bind("127.0.0.1:0").await?;
+    /// let b = UdpSocket::bind("127.0.0.1:0").await?;
+    /// let target = b.local_addr()?;
+    /// let sent = std::future::poll_fn(|cx| a.poll_send_to(cx, b"ping", target)).await?;
+    /// assert_eq!(sent, 4);
+    /// # let mut buf = [0; 4]; b.recv_from(&mut buf).await?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn poll_send_to(
         &self,
         cx: &mut Context<'_>,
@@ -228,6 +356,20 @@ impl UdpSocket {
     /// # Errors
     ///
     /// As `recv_from`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UdpSocket;
+    /// let a = UdpSocket::bind("127.0.0.1:0").await?;
+    /// let b = UdpSocket::bind("127.0.0.1:0").await?;
+    /// a.send_to(b"ping", b.local_addr()?).await?;
+    /// let mut buf = [0; 16];
+    /// let (n, from) = std::future::poll_fn(|cx| b.poll_recv_from(cx, &mut buf)).await?;
+    /// assert_eq!((n, from), (4, a.local_addr()?));
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn poll_recv_from(
         &self,
         cx: &mut Context<'_>,
@@ -241,6 +383,16 @@ impl UdpSocket {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// let socket = pitcrew::net::UdpSocket::bind("127.0.0.1:0").await?;
+    /// socket.set_broadcast(true)?;
+    /// assert!(socket.broadcast()?);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.inner.get_ref().set_broadcast(on)
     }
@@ -250,6 +402,15 @@ impl UdpSocket {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// let socket = pitcrew::net::UdpSocket::bind("127.0.0.1:0").await?;
+    /// assert!(!socket.broadcast()?); // off by default
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn broadcast(&self) -> io::Result<bool> {
         self.inner.get_ref().broadcast()
     }
@@ -259,6 +420,15 @@ impl UdpSocket {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// let socket = pitcrew::net::UdpSocket::bind("127.0.0.1:0").await?;
+    /// println!("TTL: {}", socket.ttl()?);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn ttl(&self) -> io::Result<u32> {
         self.inner.get_ref().ttl()
     }
@@ -268,6 +438,16 @@ impl UdpSocket {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// let socket = pitcrew::net::UdpSocket::bind("127.0.0.1:0").await?;
+    /// socket.set_ttl(32)?;
+    /// assert_eq!(socket.ttl()?, 32);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.inner.get_ref().set_ttl(ttl)
     }

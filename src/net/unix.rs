@@ -63,6 +63,23 @@ impl UnixListener {
     /// # Panics
     ///
     /// Outside a pitcrew runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{UnixListener, UnixStream};
+    /// # let dir = std::env::temp_dir().join(format!("pitcrew-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("app.sock");
+    /// # let _ = std::fs::remove_file(&path);
+    /// let listener = UnixListener::bind(&path).await?;
+    /// let _client = UnixStream::connect(&path).await?;
+    /// let (_server, _) = listener.accept().await?;
+    /// std::fs::remove_file(&path)?; // not removed on drop
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
         UnixListener::from_std(std::os::unix::net::UnixListener::bind(path)?)
     }
@@ -76,6 +93,22 @@ impl UnixListener {
     /// # Panics
     ///
     /// Outside a pitcrew runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{UnixListener, UnixStream};
+    /// # let dir = std::env::temp_dir().join(format!("pitcrew-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("app.sock");
+    /// # let _ = std::fs::remove_file(&path);
+    /// let std_listener = std::os::unix::net::UnixListener::bind(&path)?;
+    /// let listener = UnixListener::from_std(std_listener)?;
+    /// assert_eq!(listener.local_addr()?.as_pathname(), Some(path.as_path()));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
         Ok(UnixListener {
             inner: Async::new(listener)?,
@@ -88,6 +121,22 @@ impl UnixListener {
     /// # Errors
     ///
     /// When deregistration fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{UnixListener, UnixStream};
+    /// # let dir = std::env::temp_dir().join(format!("pitcrew-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("app.sock");
+    /// # let _ = std::fs::remove_file(&path);
+    /// let listener = UnixListener::bind(&path).await?;
+    /// let std_listener: std::os::unix::net::UnixListener = listener.into_std()?;
+    /// assert_eq!(std_listener.local_addr()?.as_pathname(), Some(path.as_path()));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn into_std(self) -> io::Result<std::os::unix::net::UnixListener> {
         self.inner.into_inner()
     }
@@ -104,6 +153,23 @@ impl UnixListener {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{UnixListener, UnixStream};
+    /// # let dir = std::env::temp_dir().join(format!("pitcrew-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("app.sock");
+    /// # let _ = std::fs::remove_file(&path);
+    /// let listener = UnixListener::bind(&path).await?;
+    /// let _client = UnixStream::connect(&path).await?;
+    /// let (server, _peer) = listener.accept().await?;
+    /// assert_eq!(server.local_addr()?.as_pathname(), Some(path.as_path()));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         self.backoff.wait().await;
         let accepted = self.inner.read_with(|listener| listener.accept()).await;
@@ -117,6 +183,21 @@ impl UnixListener {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{UnixListener, UnixStream};
+    /// # let dir = std::env::temp_dir().join(format!("pitcrew-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("app.sock");
+    /// # let _ = std::fs::remove_file(&path);
+    /// let listener = UnixListener::bind(&path).await?;
+    /// assert_eq!(listener.local_addr()?.as_pathname(), Some(path.as_path()));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr()
     }
@@ -182,6 +263,23 @@ impl UnixStream {
     /// # Panics
     ///
     /// Outside a pitcrew runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::{UnixListener, UnixStream};
+    /// # let dir = std::env::temp_dir().join(format!("pitcrew-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("app.sock");
+    /// # let _ = std::fs::remove_file(&path);
+    /// let listener = UnixListener::bind(&path).await?;
+    /// let client = UnixStream::connect(&path).await?;
+    /// assert_eq!(client.peer_addr()?.as_pathname(), Some(path.as_path()));
+    /// # drop(listener);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
         let socket = sys::start_connect(&SockAddr::unix(path)?, Domain::UNIX, None)?;
         let stream = Async::new(std::os::unix::net::UnixStream::from(OwnedFd::from(socket)))?;
@@ -236,6 +334,17 @@ impl UnixStream {
     /// # Panics
     ///
     /// Outside a pitcrew runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UnixStream;
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let a = UnixStream::from_std(a)?;
+    /// # drop((a, b));
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn from_std(stream: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
         Ok(UnixStream {
             inner: Async::new(stream)?,
@@ -247,6 +356,17 @@ impl UnixStream {
     /// # Errors
     ///
     /// When deregistration fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UnixStream;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let a: std::os::unix::net::UnixStream = a.into_std()?;
+    /// # drop((a, b));
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn into_std(self) -> io::Result<std::os::unix::net::UnixStream> {
         self.inner.into_inner()
     }
@@ -256,6 +376,17 @@ impl UnixStream {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UnixStream;
+    /// let (a, b) = UnixStream::pair()?;
+    /// assert!(a.peer_addr()?.is_unnamed()); // a socketpair has no path
+    /// # drop(b);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().peer_addr()
     }
@@ -265,6 +396,17 @@ impl UnixStream {
     /// # Errors
     ///
     /// The OS error, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UnixStream;
+    /// let (a, b) = UnixStream::pair()?;
+    /// assert!(a.local_addr()?.is_unnamed());
+    /// # drop(b);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr()
     }
@@ -274,6 +416,19 @@ impl UnixStream {
     /// # Errors
     ///
     /// The OS error, e.g. `NotConnected`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use futures_lite::AsyncReadExt;
+    /// use pitcrew::net::UnixStream;
+    /// let (a, mut b) = UnixStream::pair()?;
+    /// a.shutdown(std::net::Shutdown::Write)?;
+    /// let mut rest = Vec::new();
+    /// assert_eq!(b.read_to_end(&mut rest).await?, 0);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.inner.get_ref().shutdown(how)
     }
@@ -281,6 +436,28 @@ impl UnixStream {
     /// Splits the stream into halves for two tasks, as [`TcpStream::into_split`] does.
     ///
     /// [`TcpStream::into_split`]: crate::net::TcpStream::into_split
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    /// use pitcrew::net::UnixStream;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let (mut read, mut write) = b.into_split();
+    /// let echo = pitcrew::spawn(async move {
+    ///     let mut buf = [0; 4];
+    ///     read.read_exact(&mut buf).await?;
+    ///     write.write_all(&buf).await
+    /// });
+    /// let mut a = a;
+    /// a.write_all(b"ping").await?;
+    /// let mut back = [0; 4];
+    /// a.read_exact(&mut back).await?;
+    /// assert_eq!(&back, b"ping");
+    /// echo.await??;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn into_split(self) -> (OwnedReadHalf<UnixStream>, OwnedWriteHalf<UnixStream>) {
         crate::net::split::split(DataArc::new(self), |s| s.shutdown(Shutdown::Write))
     }
@@ -304,6 +481,18 @@ impl OwnedReadHalf<UnixStream> {
     /// # Errors
     ///
     /// [`ReuniteError`] when the halves came from different streams.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UnixStream;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let (read, write) = a.into_split();
+    /// let a: UnixStream = read.reunite(write).unwrap();
+    /// # drop((a, b));
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn reunite(
         self,
         other: OwnedWriteHalf<UnixStream>,
@@ -318,6 +507,18 @@ impl OwnedWriteHalf<UnixStream> {
     /// # Errors
     ///
     /// [`ReuniteError`] when the halves came from different streams.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # pitcrew::Runtime::new().unwrap().block_on(async {
+    /// use pitcrew::net::UnixStream;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let (read, write) = a.into_split();
+    /// let a: UnixStream = write.reunite(read).unwrap();
+    /// # drop((a, b));
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn reunite(
         self,
         other: OwnedReadHalf<UnixStream>,

@@ -53,12 +53,27 @@ impl Default for Builder {
 
 impl Builder {
     /// A builder with the defaults: one worker per CPU, 512 blocking threads at most.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Builder::new().build().unwrap();
+    /// assert!(rt.metrics().workers >= 1); // one per CPU
+    /// ```
     pub fn new() -> Builder {
         Builder::default()
     }
 
     /// The number of worker threads (default: the number of CPUs). Zero is an error at
     /// [`build`](Builder::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::builder().workers(3).build().unwrap();
+    /// assert_eq!(rt.metrics().workers, 3);
+    /// assert!(pitcrew::Runtime::builder().workers(0).build().is_err());
+    /// ```
     pub fn workers(mut self, n: usize) -> Builder {
         self.workers = Some(n);
         self
@@ -66,36 +81,119 @@ impl Builder {
 
     /// The name prefix of runtime threads: workers are named `"{name}-{index}"`, blocking
     /// threads `"{name}-blocking-{n}"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::builder().workers(1).thread_name("app").build().unwrap();
+    /// let name = rt.block_on(rt.spawn(async {
+    ///     std::thread::current().name().map(str::to_owned)
+    /// }));
+    /// assert_eq!(name.unwrap().as_deref(), Some("app-0"));
+    /// ```
     pub fn thread_name(mut self, name: impl Into<String>) -> Builder {
         self.thread_name = name.into();
         self
     }
 
     /// The stack size of every runtime thread, in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::builder()
+    ///     .workers(1)
+    ///     .thread_stack_size(4 * 1024 * 1024)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.block_on(rt.spawn(async { 1 })).unwrap(), 1);
+    /// ```
     pub fn thread_stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self
     }
 
     /// The most threads the blocking pool starts (default 512). Zero is an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::builder().workers(1).max_blocking_threads(4).build().unwrap();
+    /// let jobs: Vec<_> = (0..8).map(|i| rt.spawn_blocking(move || i * 2)).collect();
+    /// let sum: i32 = jobs.into_iter().map(|j| rt.block_on(j).unwrap()).sum();
+    /// assert_eq!(sum, 56);
+    /// assert!(rt.metrics().blocking_threads <= 4);
+    /// ```
     pub fn max_blocking_threads(mut self, n: usize) -> Builder {
         self.max_blocking_threads = n;
         self
     }
 
     /// How long an idle blocking thread waits for work before it exits (default 10 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // Idle blocking threads exit after 1 s instead of 10 s.
+    /// let rt = pitcrew::Runtime::builder()
+    ///     .workers(1)
+    ///     .blocking_keep_alive(Duration::from_secs(1))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.block_on(rt.spawn_blocking(|| "done")).unwrap(), "done");
+    /// ```
     pub fn blocking_keep_alive(mut self, keep_alive: Duration) -> Builder {
         self.blocking_keep_alive = keep_alive;
         self
     }
 
     /// Runs `f` on every runtime thread (workers and blocking threads) when it starts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let started = Arc::new(AtomicUsize::new(0));
+    /// let s = started.clone();
+    /// let rt = pitcrew::Runtime::builder()
+    ///     .workers(2)
+    ///     .on_thread_start(move || {
+    ///         s.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// drop(rt); // joins the workers
+    /// assert!(started.load(Ordering::SeqCst) >= 2);
+    /// ```
     pub fn on_thread_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Builder {
         self.on_thread_start = Some(DataArc::new(f));
         self
     }
 
     /// Runs `f` on every runtime thread just before it exits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let stopped = Arc::new(AtomicUsize::new(0));
+    /// let s = stopped.clone();
+    /// let rt = pitcrew::Runtime::builder()
+    ///     .workers(2)
+    ///     .on_thread_stop(move || {
+    ///         s.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// drop(rt); // joins the workers
+    /// assert!(stopped.load(Ordering::SeqCst) >= 2);
+    /// ```
     pub fn on_thread_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> Builder {
         self.on_thread_stop = Some(DataArc::new(f));
         self
@@ -103,6 +201,21 @@ impl Builder {
 
     /// A task poll that runs longer than `threshold` emits a tracing warning naming the task and
     /// how long it blocked its worker. Off by default (it costs two clock reads per poll).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = pitcrew::Runtime::builder()
+    ///     .workers(1)
+    ///     .slow_poll_threshold(Duration::from_millis(1))
+    ///     .build()
+    ///     .unwrap();
+    /// // This poll blocks its worker for 5 ms: it is counted (and logged with `tracing`).
+    /// rt.block_on(rt.spawn(async { std::thread::sleep(Duration::from_millis(5)) })).unwrap();
+    /// assert!(rt.metrics().slow_polls >= 1);
+    /// ```
     pub fn slow_poll_threshold(mut self, threshold: Duration) -> Builder {
         self.slow_poll_threshold = Some(threshold);
         self

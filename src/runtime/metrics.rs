@@ -55,6 +55,18 @@ pub struct Metrics {
 }
 
 /// Counters of one worker.
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+/// rt.block_on(rt.spawn(async {})).unwrap();
+/// let m = rt.metrics();
+/// assert_eq!(m.per_worker.len(), 2);
+/// for (i, w) in m.per_worker.iter().enumerate() {
+///     println!("worker {i}: {} polls, {} steals, {} queued", w.polls, w.steals, w.local_queue_depth);
+/// }
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct WorkerMetrics {

@@ -87,6 +87,21 @@ impl fmt::Display for Cancelled {
 impl std::error::Error for Cancelled {}
 
 /// Identifies a scope.
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::scope::nursery;
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// rt.block_on(nursery(|n| async move {
+///     let here = pitcrew::scope::current().unwrap();
+///     assert_eq!(here.id(), n.id());
+///     println!("in scope {}", here.id());
+///     Ok::<_, std::io::Error>(())
+/// }))
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ScopeId(pub(crate) u64);
 
@@ -97,6 +112,22 @@ impl fmt::Display for ScopeId {
 }
 
 /// A reference to a scope, from [`current`]: its id, name, parent, deadline, requests.
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::scope::{nursery_with, ScopeOptions};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// rt.block_on(nursery_with(ScopeOptions::new().name("outer"), |_n| async move {
+///     let scope = pitcrew::scope::current().unwrap();
+///     assert_eq!(scope.name().as_deref(), Some("outer"));
+///     assert!(scope.parent().is_some());
+///     assert!(!scope.is_cancelled());
+///     Ok::<_, std::io::Error>(())
+/// }))
+/// .unwrap();
+/// ```
 #[derive(Clone)]
 pub struct ScopeRef {
     pub(crate) scope: DataArc<Scope>,
@@ -104,31 +135,128 @@ pub struct ScopeRef {
 
 impl ScopeRef {
     /// The scope's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|n| async move {
+    ///     assert_eq!(pitcrew::scope::current().unwrap().id(), n.id());
+    ///     Ok::<_, std::io::Error>(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn id(&self) -> ScopeId {
         self.scope.id
     }
 
     /// The scope's name, if it was given one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let name = rt.block_on(nursery_with(ScopeOptions::new().name("fetch"), |_n| async move {
+    ///     Ok::<_, std::io::Error>(pitcrew::scope::current().unwrap().name())
+    /// }));
+    /// assert_eq!(name.unwrap().as_deref(), Some("fetch"));
+    /// ```
     pub fn name(&self) -> Option<DataArc<str>> {
         self.scope.name.clone()
     }
 
     /// The enclosing scope (`None` for the runtime's root scope).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|outer| async move {
+    ///     let outer_id = outer.id();
+    ///     nursery(|_inner| async move {
+    ///         let parent = pitcrew::scope::current().unwrap().parent().unwrap();
+    ///         assert_eq!(parent.id(), outer_id);
+    ///         Ok::<_, std::io::Error>(())
+    ///     })
+    ///     .await
+    ///     .map_err(|e| e.into_first())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn parent(&self) -> Option<ScopeRef> {
         self.scope.parent.clone().map(|scope| ScopeRef { scope })
     }
 
     /// The scope's deadline, if it has one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::scope::{nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let opts = ScopeOptions::new().timeout(Duration::from_secs(30));
+    /// rt.block_on(nursery_with(opts, |_n| async move {
+    ///     assert!(pitcrew::scope::current().unwrap().deadline().is_some());
+    ///     Ok::<_, std::io::Error>(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn deadline(&self) -> Option<Instant> {
         *self.scope.deadline.lock()
     }
 
     /// Pending cancel requests on the scope itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::scope::{nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let opts = ScopeOptions::new().grace(Duration::from_secs(5));
+    /// rt.block_on(nursery_with(opts, |n| async move {
+    ///     let scope = pitcrew::scope::current().unwrap();
+    ///     assert_eq!(scope.cancelling(), 0);
+    ///     n.cancel();
+    ///     assert_eq!(scope.cancelling(), 1);
+    ///     n.uncancel();
+    ///     Ok::<_, std::io::Error>(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn cancelling(&self) -> usize {
         self.scope.cancelling()
     }
 
     /// Whether the scope is cancelled (its own requests, or an enclosing scope's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::scope::{nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let opts = ScopeOptions::new().grace(Duration::from_secs(5));
+    /// rt.block_on(nursery_with(opts, |n| async move {
+    ///     let scope = pitcrew::scope::current().unwrap();
+    ///     assert!(!scope.is_cancelled());
+    ///     n.cancel();
+    ///     assert!(scope.is_cancelled());
+    ///     n.uncancel();
+    ///     Ok::<_, std::io::Error>(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         self.scope.is_cancelled()
     }
@@ -231,6 +359,25 @@ pub fn cancelled() -> CancelledFuture {
 }
 
 /// The future returned by [`cancelled`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pitcrew::scope::{self, nursery_with, CancelReason, CancelledFuture, ScopeOptions};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let opts = ScopeOptions::new().grace(Duration::from_secs(5));
+/// let out = rt.block_on(nursery_with(opts, |n| async move {
+///     let waiter = n.spawn(async {
+///         let cancelled: CancelledFuture = scope::cancelled();
+///         Ok::<_, std::io::Error>(cancelled.await.reason)
+///     });
+///     n.cancel();
+///     Ok(waiter.await?)
+/// }));
+/// assert_eq!(out.unwrap(), CancelReason::Explicit);
+/// ```
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct CancelledFuture {
     scope: Option<DataArc<Scope>>,

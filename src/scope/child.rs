@@ -245,6 +245,21 @@ pub struct ChildBuilder<'a, E> {
 
 impl<E: Send + 'static> ChildBuilder<'_, E> {
     /// Names the child (task name, failure reports, dumps).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     let child = n.child().name("loader").spawn(async {
+    ///         Ok::<_, std::io::Error>(pitcrew::task::name())
+    ///     });
+    ///     Ok(child.await?)
+    /// }));
+    /// assert_eq!(out.unwrap().as_deref(), Some("loader"));
+    /// ```
     pub fn name(mut self, name: impl Into<DataArc<str>>) -> Self {
         self.name = Some(name.into());
         self
@@ -252,12 +267,42 @@ impl<E: Send + 'static> ChildBuilder<'_, E> {
 
     /// Its failure does not cancel the scope; it is only seen on its handle
     /// ([`JoinError::into_failure`] / [`JoinError::into_panic`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     let probe = n.child().isolated().spawn(async { Err::<(), _>("cache miss") });
+    ///     assert!(probe.await.unwrap_err().is_failed()); // only this handle sees the failure
+    ///     Ok::<_, &str>("nursery unharmed")
+    /// }));
+    /// assert_eq!(out.unwrap(), "nursery unharmed");
+    /// ```
     pub fn isolated(mut self) -> Self {
         self.opts.isolated = true;
         self
     }
 
     /// When this child ends, however it ends, the scope is cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     // When the master ends, the scope is cancelled: the body, which would wait
+    ///     // forever, is dropped.
+    ///     n.child().master().spawn(async { Ok::<_, std::io::Error>(()) });
+    ///     std::future::pending::<()>().await;
+    ///     Ok(())
+    /// }));
+    /// assert!(out.unwrap_err().is_cancelled());
+    /// ```
     pub fn master(mut self) -> Self {
         self.opts.master = true;
         self
@@ -265,12 +310,47 @@ impl<E: Send + 'static> ChildBuilder<'_, E> {
 
     /// The nursery does not wait for this child: it is cancelled once the body and the other
     /// children have ended (and then waited for, as every member is).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{self, nursery};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     // Would run forever; cancelled once the body has returned.
+    ///     n.child().background().spawn(async {
+    ///         scope::cancelled().await;
+    ///         Ok::<_, std::io::Error>(())
+    ///     });
+    ///     Ok(1)
+    /// }));
+    /// assert_eq!(out.unwrap(), 1);
+    /// ```
     pub fn background(mut self) -> Self {
         self.opts.background = true;
         self
     }
 
     /// The child's own grace period between its scope's cancellation and its hard cancellation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::scope::{self, nursery};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     // Gets 10 ms to wind down once cancelled, whatever the nursery's grace.
+    ///     n.child().background().grace(Duration::from_millis(10)).spawn(async {
+    ///         scope::cancelled().await;
+    ///         Ok::<_, std::io::Error>(())
+    ///     });
+    ///     Ok("done")
+    /// }));
+    /// assert_eq!(out.unwrap(), "done");
+    /// ```
     pub fn grace(mut self, grace: Duration) -> Self {
         self.opts.grace = Some(grace);
         self
@@ -278,6 +358,19 @@ impl<E: Send + 'static> ChildBuilder<'_, E> {
 
     /// Spawns the child. Into a nursery that has finished, it never runs: the handle resolves
     /// to a cancelled [`JoinError`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     let child = n.child().name("adder").spawn(async { Ok::<_, std::io::Error>(2 + 2) });
+    ///     Ok(child.await?)
+    /// }));
+    /// assert_eq!(out.unwrap(), 4);
+    /// ```
     #[track_caller]
     pub fn spawn<F, T>(self, future: F) -> ChildHandle<T>
     where
@@ -306,6 +399,21 @@ impl<E: Send + 'static> ChildBuilder<'_, E> {
     ///
     /// [`SpawnError::Closed`] when the nursery has finished, [`SpawnError::Shutdown`] when the
     /// runtime is shutting down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     match n.child().try_spawn(async { Ok::<_, std::io::Error>(3) }) {
+    ///         Ok(child) => Ok(child.await?),
+    ///         Err(e) => panic!("cannot spawn: {e}"),
+    ///     }
+    /// }));
+    /// assert_eq!(out.unwrap(), 3);
+    /// ```
     #[track_caller]
     pub fn try_spawn<F, T>(self, future: F) -> Result<ChildHandle<T>, SpawnError>
     where
@@ -382,16 +490,63 @@ impl<T> ChildHandle<T> {
     }
 
     /// The child's task id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|n| async move {
+    ///     let child = n.spawn(async { Ok::<_, std::io::Error>(pitcrew::task::id()) });
+    ///     let id = child.id();
+    ///     assert_eq!(child.await?, id);
+    ///     Ok(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn id(&self) -> task::Id {
         self.inner.id()
     }
 
     /// Hard-cancels the child: its future is dropped before its next poll.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|n| async move {
+    ///     let stuck = n.spawn(std::future::pending::<Result<(), std::io::Error>>());
+    ///     stuck.abort();
+    ///     assert!(stuck.await.unwrap_err().is_cancelled());
+    ///     Ok::<_, std::io::Error>(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn abort(&self) {
         self.inner.abort();
     }
 
     /// True once the child has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|n| async move {
+    ///     let child = n.spawn(async { Ok::<_, std::io::Error>(()) });
+    ///     while !child.is_finished() {
+    ///         pitcrew::yield_now().await;
+    ///     }
+    ///     child.await?;
+    ///     Ok(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.inner.is_finished()
     }

@@ -8,6 +8,24 @@ use crate::scope::Cancelled;
 use crate::task;
 
 /// How a child (or the body) failed.
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::scope::{nursery, FailureKind};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let out = rt.block_on(nursery(|n| async move {
+///     n.spawn(async { Err::<(), _>("timeout") });
+///     pitcrew::scope::cancelled().await;
+///     Ok(())
+/// }));
+/// let err = out.unwrap_err();
+/// match &err.failures()[0].kind {
+///     FailureKind::Error(e) => assert_eq!(*e, "timeout"),
+///     FailureKind::Panic(_) => unreachable!(),
+/// }
+/// ```
 pub enum FailureKind<E> {
     /// It returned `Err`.
     Error(E),
@@ -16,6 +34,24 @@ pub enum FailureKind<E> {
 }
 
 /// One failure in a nursery.
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::scope::nursery;
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let out = rt.block_on(nursery(|n| async move {
+///     let child = n.child().name("uploader").spawn(async { Err::<(), _>("quota") });
+///     let id = child.id();
+///     pitcrew::scope::cancelled().await;
+///     Ok(id)
+/// }));
+/// let err = out.unwrap_err();
+/// let failure = &err.failures()[0];
+/// assert_eq!(failure.name.as_deref(), Some("uploader"));
+/// assert!(failure.task.is_some());
+/// ```
 pub struct Failure<E> {
     /// The failed child's task id; `None` for the nursery body.
     pub task: Option<task::Id>,
@@ -57,6 +93,21 @@ impl<E> ScopeError<E> {
     ///
     /// Resumes the trigger's panic; panics when the scope was cancelled rather than failed
     /// (use [`ScopeError::failures`] or match on the error to handle that case).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     n.spawn(async { Err::<(), _>(std::io::Error::other("refused")) });
+    ///     pitcrew::scope::cancelled().await;
+    ///     Ok(())
+    /// }));
+    /// let io_err: std::io::Error = out.unwrap_err().into_first();
+    /// assert_eq!(io_err.to_string(), "refused");
+    /// ```
     #[track_caller]
     pub fn into_first(self) -> E {
         match self {
@@ -75,6 +126,21 @@ impl<E> ScopeError<E> {
     }
 
     /// The failures (empty when the scope was cancelled).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery(|n| async move {
+    ///     n.spawn(async { Err::<(), _>("first") });
+    ///     pitcrew::scope::cancelled().await;
+    ///     Ok(())
+    /// }));
+    /// let err = out.unwrap_err();
+    /// assert!(!err.failures().is_empty());
+    /// ```
     pub fn failures(&self) -> &[Failure<E>] {
         match self {
             ScopeError::Failed(f) => f,
@@ -83,6 +149,22 @@ impl<E> ScopeError<E> {
     }
 
     /// True when the scope was cancelled rather than failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::scope::{nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery_with(ScopeOptions::new().timeout(Duration::from_millis(1)), |_n| async {
+    ///     std::future::pending::<()>().await;
+    ///     Ok::<(), std::io::Error>(())
+    /// }));
+    /// let err = out.unwrap_err();
+    /// assert!(err.is_cancelled());
+    /// assert!(err.failures().is_empty());
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         matches!(self, ScopeError::Cancelled(_))
     }

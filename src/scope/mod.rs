@@ -116,29 +116,99 @@ pub struct ScopeOptions {
 
 impl ScopeOptions {
     /// No name, no deadline, zero grace.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery_with(ScopeOptions::new(), |_n| async { Ok::<_, std::io::Error>(1) }));
+    /// assert_eq!(out.unwrap(), 1);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Names the scope (dumps, tracing, [`ScopeRef::name`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let name = rt.block_on(nursery_with(ScopeOptions::new().name("batch"), |_n| async {
+    ///     Ok::<_, std::io::Error>(pitcrew::scope::current().unwrap().name())
+    /// }));
+    /// assert_eq!(name.unwrap().as_deref(), Some("batch"));
+    /// ```
     pub fn name(mut self, name: impl Into<DataArc<str>>) -> Self {
         self.name = Some(name.into());
         self
     }
 
     /// The scope cancels itself at `deadline` (reason [`CancelReason::Deadline`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use pitcrew::scope::{nursery_with, ScopeError, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let opts = ScopeOptions::new().deadline(Instant::now() + Duration::from_millis(5));
+    /// let out = rt.block_on(nursery_with(opts, |_n| async {
+    ///     pitcrew::time::sleep(Duration::from_secs(3600)).await;
+    ///     Ok::<_, std::io::Error>(())
+    /// }));
+    /// assert!(matches!(out, Err(ScopeError::Cancelled(_))));
+    /// ```
     pub fn deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
         self
     }
 
     /// A deadline `timeout` from now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::scope::{nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let opts = ScopeOptions::new().timeout(Duration::from_millis(5));
+    /// let out = rt.block_on(nursery_with(opts, |_n| async {
+    ///     pitcrew::time::sleep(Duration::from_secs(3600)).await;
+    ///     Ok::<_, std::io::Error>(())
+    /// }));
+    /// assert!(out.unwrap_err().is_cancelled());
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.deadline = Instant::now().checked_add(timeout);
         self
     }
 
     /// Time between the scope's cancellation and the hard cancellation of what still runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::scope::{self, nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// // Once cancelled, the body gets up to 5 s to wind down before it is dropped.
+    /// let opts = ScopeOptions::new().grace(Duration::from_secs(5));
+    /// let out = rt.block_on(nursery_with(opts, |n| async move {
+    ///     n.cancel();
+    ///     scope::cancelled().await;
+    ///     Ok::<_, std::io::Error>("cleaned up")
+    /// }));
+    /// // It returned within the grace period: its value is kept.
+    /// assert_eq!(out.unwrap(), "cleaned up");
+    /// ```
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self

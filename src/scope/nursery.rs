@@ -188,11 +188,43 @@ impl<E> Nursery<E> {
 
     /// Withdraws a request (asyncio's `uncancel`); returns how many are left. When none are
     /// left before the grace period ends, the scope carries on as if never cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::scope::{nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(nursery_with(ScopeOptions::new().grace(Duration::from_secs(5)), |n| async move {
+    ///     n.cancel();
+    ///     assert_eq!(n.uncancel(), 0); // withdrawn in time: carries on
+    ///     Ok::<_, std::io::Error>("carried on")
+    /// }));
+    /// assert_eq!(out.unwrap(), "carried on");
+    /// ```
     pub fn uncancel(&self) -> usize {
         self.shared.scope.uncancel()
     }
 
     /// Pending cancel requests (asyncio's `cancelling`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::scope::{nursery_with, ScopeOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery_with(ScopeOptions::new().grace(Duration::from_secs(5)), |n| async move {
+    ///     assert_eq!(n.cancelling(), 0);
+    ///     n.cancel();
+    ///     assert_eq!(n.cancelling(), 1);
+    ///     n.uncancel();
+    ///     Ok::<_, std::io::Error>(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn cancelling(&self) -> usize {
         self.shared.scope.cancelling()
     }
@@ -223,6 +255,23 @@ impl<E> Nursery<E> {
     }
 
     /// The scope's deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|n| async move {
+    ///     assert_eq!(n.deadline(), None);
+    ///     let at = Instant::now() + Duration::from_secs(60);
+    ///     n.set_deadline(at);
+    ///     assert_eq!(n.deadline(), Some(at));
+    ///     Ok::<_, std::io::Error>(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn deadline(&self) -> Option<Instant> {
         *self.shared.scope.deadline.lock()
     }
@@ -248,11 +297,41 @@ impl<E> Nursery<E> {
     }
 
     /// True when no child is alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|n| async move {
+    ///     assert!(n.is_empty());
+    ///     let child = n.spawn(std::future::pending::<Result<(), std::io::Error>>());
+    ///     assert!(!n.is_empty());
+    ///     child.abort();
+    ///     let _ = child.await;
+    ///     Ok(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The scope's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|n| async move {
+    ///     assert_eq!(n.id(), pitcrew::scope::current().unwrap().id());
+    ///     Ok::<_, std::io::Error>(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn id(&self) -> ScopeId {
         self.shared.scope.id
     }

@@ -127,6 +127,24 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Adds a restartable child and starts it now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{self, supervisor, ChildId, ChildSpec, SupervisorOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(supervisor(SupervisorOptions::new(), |sup| async move {
+    ///     let id: ChildId = sup.add(ChildSpec::new("listener", || async {
+    ///         scope::cancelled().await;
+    ///         Ok::<(), String>(())
+    ///     }));
+    ///     println!("started {id:?}");
+    ///     assert_eq!(sup.children().len(), 1);
+    ///     sup.shutdown().await;
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn add(&self, spec: ChildSpec) -> ChildId {
         let mut s = self.shared.state.lock();
         let index = s.children.len();
@@ -159,6 +177,21 @@ impl Supervisor {
 
     /// Spawns a temporary child: never restarted; its failure is logged and seen on its
     /// handle, and its siblings live on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{supervisor, SupervisorOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(supervisor(SupervisorOptions::new(), |sup| async move {
+    ///     let ok = sup.spawn(async { Ok::<_, String>(2 + 2) });
+    ///     let failed = sup.spawn(async { Err::<u32, _>("lost connection") });
+    ///     assert_eq!(ok.await.unwrap(), 4);
+    ///     assert!(failed.await.is_err()); // and the supervisor lives on
+    /// }))
+    /// .unwrap();
+    /// ```
     #[track_caller]
     pub fn spawn<F, T, E>(&self, future: F) -> ChildHandle<T>
     where
@@ -223,6 +256,25 @@ impl Supervisor {
     /// Stops every child (reverse start order, each with its grace, then dropped) and makes the
     /// supervisor return; resolves once every child has stopped. (A child that awaits this is
     /// itself stopped, through its grace period, like the others.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{self, supervisor, ChildSpec, SupervisorOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(supervisor(SupervisorOptions::new(), |sup| async move {
+    ///     for name in ["a", "b"] {
+    ///         sup.add(ChildSpec::new(name, || async {
+    ///             scope::cancelled().await;
+    ///             Ok::<(), String>(())
+    ///         }));
+    ///     }
+    ///     sup.shutdown().await; // stops "b", then "a"
+    ///     assert!(sup.children().iter().all(|c| c.task.is_none()));
+    /// }))
+    /// .unwrap();
+    /// ```
     pub async fn shutdown(&self) {
         {
             let mut s = self.shared.state.lock();
@@ -243,6 +295,25 @@ impl Supervisor {
     }
 
     /// Every restartable child: name, task, restarts, state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{self, supervisor, ChildSpec, SupervisorOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(supervisor(SupervisorOptions::new(), |sup| async move {
+    ///     sup.add(ChildSpec::new("worker", || async {
+    ///         scope::cancelled().await;
+    ///         Ok::<(), String>(())
+    ///     }));
+    ///     for child in sup.children() {
+    ///         println!("{}: {:?}, {} restarts", child.name, child.state, child.restarts);
+    ///     }
+    ///     sup.shutdown().await;
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn children(&self) -> Vec<ChildInfo> {
         self.shared
             .state
@@ -292,16 +363,59 @@ impl Supervisor {
     }
 
     /// Adds a cancel request on the supervisor's scope (as [`Nursery::cancel`](crate::scope::Nursery::cancel)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{supervisor, SupervisorOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(supervisor(SupervisorOptions::new(), |sup| async move {
+    ///     sup.cancel();
+    ///     assert!(pitcrew::scope::is_cancelled());
+    ///     pitcrew::scope::cancelled().await;
+    /// }));
+    /// # let _ = out;
+    /// ```
     pub fn cancel(&self) {
         self.shared.scope.cancel(CancelReason::Explicit);
     }
 
     /// Withdraws a request; returns how many are left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{supervisor, SupervisorOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(supervisor(SupervisorOptions::new(), |sup| async move {
+    ///     sup.cancel();
+    ///     assert_eq!(sup.uncancel(), 0);
+    ///     assert!(!pitcrew::scope::is_cancelled());
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn uncancel(&self) -> usize {
         self.shared.scope.uncancel()
     }
 
     /// Pending cancel requests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::{supervisor, SupervisorOptions};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(supervisor(SupervisorOptions::new(), |sup| async move {
+    ///     assert_eq!(sup.cancelling(), 0);
+    ///     sup.cancel();
+    ///     assert_eq!(sup.cancelling(), 1);
+    ///     sup.uncancel();
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn cancelling(&self) -> usize {
         self.shared.scope.cancelling()
     }

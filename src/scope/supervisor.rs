@@ -40,6 +40,25 @@ use crate::scope::supervised::{
 /// # Panics
 ///
 /// Outside a pitcrew runtime.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pitcrew::scope::{supervisor, ChildSpec, Restart, SupervisorOptions};
+///
+/// let rt = pitcrew::Runtime::new().unwrap();
+/// let opts = SupervisorOptions::new().intensity(3, Duration::from_secs(5));
+/// let out = rt.block_on(supervisor(opts, |sup| async move {
+///     sup.add(
+///         ChildSpec::new("job", || async { Ok::<(), String>(()) })
+///             .restart(Restart::Transient),
+///     );
+///     "body done"
+/// }));
+/// // Returns once the body has returned and the child has ended.
+/// assert_eq!(out.unwrap(), "body done");
+/// ```
 pub async fn supervisor<T, F, Fut>(opts: SupervisorOptions, body: F) -> Result<T, SupervisorError>
 where
     F: FnOnce(Supervisor) -> Fut,

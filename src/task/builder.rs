@@ -32,11 +32,35 @@ pub struct Builder {
 
 impl Builder {
     /// A builder with no options set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let out = rt.block_on(async {
+    ///     pitcrew::task::Builder::new().spawn(async { 1 + 1 }).unwrap().await
+    /// });
+    /// assert_eq!(out.unwrap(), 2);
+    /// ```
     pub fn new() -> Builder {
         Builder::default()
     }
 
     /// Names the task: [`task::name`](crate::task::name), tracing spans and task dumps show it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let name = rt.block_on(async {
+    ///     let task = pitcrew::task::Builder::new()
+    ///         .name("reaper")
+    ///         .spawn(async { pitcrew::task::name() })
+    ///         .unwrap();
+    ///     task.await.unwrap()
+    /// });
+    /// assert_eq!(name.as_deref(), Some("reaper"));
+    /// ```
     pub fn name(mut self, name: impl Into<DataArc<str>>) -> Builder {
         self.name = Some(name.into());
         self
@@ -92,6 +116,18 @@ impl Builder {
     /// # Panics
     ///
     /// Panics outside a pitcrew runtime, as [`spawn`](crate::spawn) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     match pitcrew::task::Builder::new().name("job").spawn(async { 42 }) {
+    ///         Ok(task) => assert_eq!(task.await.unwrap(), 42),
+    ///         Err(e) => eprintln!("not spawned: {e}"), // the runtime is shutting down
+    ///     }
+    /// });
+    /// ```
     #[track_caller]
     pub fn spawn<F>(self, future: F) -> Result<JoinHandle<F::Output>, SpawnError>
     where

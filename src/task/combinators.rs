@@ -39,6 +39,23 @@ where
 /// # Errors
 ///
 /// The first [`JoinError`] to arrive (in completion order).
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+/// rt.block_on(async {
+///     let ok = (1..=3).map(|i| pitcrew::spawn(async move { i }));
+///     assert_eq!(pitcrew::task::try_join_all(ok).await.unwrap(), [1, 2, 3]);
+///
+///     let stuck = pitcrew::spawn(std::future::pending::<i32>());
+///     let doomed = pitcrew::spawn(std::future::pending::<i32>());
+///     doomed.abort();
+///     // The aborted task's error comes back, and `stuck` is aborted with it.
+///     let err = pitcrew::task::try_join_all([stuck, doomed]).await.unwrap_err();
+///     assert!(err.is_cancelled());
+/// });
+/// ```
 pub async fn try_join_all<T, I>(handles: I) -> Result<Vec<T>, JoinError>
 where
     I: IntoIterator<Item = JoinHandle<T>>,
@@ -77,6 +94,20 @@ where
 }
 
 /// When [`wait`] returns.
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::task::{wait, ReturnWhen};
+///
+/// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+/// rt.block_on(async {
+///     let handles = (0..3).map(|i| pitcrew::spawn(async move { i }));
+///     let (done, pending) = wait(handles, ReturnWhen::AllCompleted, None).await;
+///     assert_eq!(done.len(), 3);
+///     assert!(pending.is_empty());
+/// });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReturnWhen {
     /// As soon as one task has finished.
@@ -179,22 +210,73 @@ where
 }
 
 /// The stream returned by [`as_completed`].
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+/// rt.block_on(async {
+///     let handles = (1..=3).map(|i| pitcrew::spawn(async move { i }));
+///     let mut results: pitcrew::task::AsCompleted<u32> = pitcrew::task::as_completed(handles);
+///     let mut total = 0;
+///     while let Some(r) = results.next().await {
+///         total += r.unwrap();
+///     }
+///     assert_eq!(total, 6);
+/// });
+/// ```
 pub struct AsCompleted<T> {
     pending: Vec<JoinHandle<T>>,
 }
 
 impl<T> AsCompleted<T> {
     /// The next result to finish; `None` once all have been yielded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+    /// rt.block_on(async {
+    ///     let mut results = pitcrew::task::as_completed([pitcrew::spawn(async { "only" })]);
+    ///     assert_eq!(results.next().await.unwrap().unwrap(), "only");
+    ///     assert!(results.next().await.is_none());
+    /// });
+    /// ```
     pub async fn next(&mut self) -> Option<Result<T, JoinError>> {
         poll_fn(|cx| self.poll_next_result(cx)).await
     }
 
     /// Tasks not yielded yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+    /// rt.block_on(async {
+    ///     let handles = (0..4).map(|i| pitcrew::spawn(async move { i }));
+    ///     let mut results = pitcrew::task::as_completed(handles);
+    ///     assert_eq!(results.len(), 4);
+    ///     results.next().await;
+    ///     assert_eq!(results.len(), 3);
+    /// });
+    /// ```
     pub fn len(&self) -> usize {
         self.pending.len()
     }
 
     /// True once every result has been yielded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+    /// rt.block_on(async {
+    ///     let mut results = pitcrew::task::as_completed([pitcrew::spawn(async { 1 })]);
+    ///     assert!(!results.is_empty());
+    ///     results.next().await;
+    ///     assert!(results.is_empty());
+    /// });
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
@@ -241,6 +323,24 @@ impl<T> fmt::Debug for AsCompleted<T> {
 /// # Panics
 ///
 /// Outside a pitcrew runtime, as [`spawn`](crate::spawn) does.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let rt = pitcrew::Runtime::builder().workers(2).build().unwrap();
+/// rt.block_on(async {
+///     let start = Instant::now();
+///     let later = pitcrew::task::spawn_after(Duration::from_millis(10), async move { start.elapsed() });
+///     assert!(later.await.unwrap() >= Duration::from_millis(10));
+///
+///     // Aborted before its delay has passed: it never runs.
+///     let never = pitcrew::task::spawn_after(Duration::from_secs(60), async { unreachable!() });
+///     never.abort();
+///     assert!(never.await.unwrap_err().is_cancelled());
+/// });
+/// ```
 #[track_caller]
 pub fn spawn_after<F>(delay: Duration, future: F) -> JoinHandle<F::Output>
 where

@@ -7,6 +7,23 @@ use crate::runtime::Handle;
 use crate::task::{poll_time, Id};
 
 /// Where a task is in its life.
+///
+/// # Examples
+///
+/// ```
+/// use pitcrew::task::TaskState;
+///
+/// let rt = pitcrew::Runtime::builder().workers(1).build().unwrap();
+/// let parked = rt.spawn(std::future::pending::<()>());
+/// let state = || {
+///     let tasks = pitcrew::task::dump(rt.handle());
+///     tasks.into_iter().find(|t| t.id == parked.id()).unwrap().state
+/// };
+/// // Once it has been polled, it waits for a wake-up that never comes.
+/// while state() != TaskState::Idle {
+///     std::thread::yield_now();
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TaskState {
@@ -21,6 +38,24 @@ pub enum TaskState {
 }
 
 /// One live task, as [`dump`] sees it.
+///
+/// # Examples
+///
+/// ```
+/// let rt = pitcrew::Runtime::builder().workers(1).build().unwrap();
+/// let handle = rt.block_on(async {
+///     pitcrew::task::Builder::new()
+///         .name("poller")
+///         .spawn(std::future::pending::<()>())
+///         .unwrap()
+/// });
+/// for task in pitcrew::task::dump(rt.handle()) {
+///     println!("{} {:?} {:?} polled {} times", task.id, task.name, task.state, task.polls);
+/// }
+/// let info = pitcrew::task::dump(rt.handle()).into_iter().find(|t| t.id == handle.id()).unwrap();
+/// assert_eq!(info.name.as_deref(), Some("poller"));
+/// assert!(info.poll_time.is_none()); // not tracked unless the builder asked for it
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TaskInfo {

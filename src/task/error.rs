@@ -78,6 +78,21 @@ impl JoinError {
     }
 
     /// The error of an isolated scope child, to downcast to its type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pitcrew::scope::nursery;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(nursery(|n| async move {
+    ///     let child = n.child().isolated().spawn(async { Err::<(), _>(404u16) });
+    ///     let failure = child.await.unwrap_err().into_failure().unwrap();
+    ///     assert_eq!(*failure.downcast::<u16>().unwrap(), 404);
+    ///     Ok::<_, u16>(())
+    /// }))
+    /// .unwrap();
+    /// ```
     pub fn into_failure(self) -> Option<Box<dyn Any + Send + 'static>> {
         match self.repr {
             Repr::Failed(Some(e)) => Some(e.into_inner()),
@@ -119,6 +134,16 @@ impl JoinError {
     /// # Panics
     ///
     /// Panics when the task was cancelled rather than panicked; see [`JoinError::try_into_panic`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let err = rt.block_on(rt.spawn(async { panic!("bad state") })).unwrap_err();
+    /// let payload = err.into_panic();
+    /// assert_eq!(payload.downcast_ref::<&str>(), Some(&"bad state"));
+    /// // or: std::panic::resume_unwind(payload)
+    /// ```
     #[track_caller]
     pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
         self.try_into_panic()

@@ -168,16 +168,46 @@ pub struct AbortHandle {
 
 impl AbortHandle {
     /// Cancels the task, as [`JoinHandle::abort`] does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let task = rt.spawn(std::future::pending::<()>());
+    /// let aborter = task.abort_handle();
+    /// std::thread::spawn(move || aborter.abort()).join().unwrap();
+    /// assert!(rt.block_on(task).unwrap_err().is_cancelled());
+    /// ```
     pub fn abort(&self) {
         self.raw.remote_abort();
     }
 
     /// True once the task has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let task = rt.spawn(async { 1 });
+    /// let watcher = task.abort_handle();
+    /// assert_eq!(rt.block_on(task).unwrap(), 1);
+    /// assert!(watcher.is_finished());
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.raw.header().state.load().is_complete()
     }
 
     /// The task's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// let task = rt.spawn(std::future::pending::<()>());
+    /// let aborter = task.abort_handle();
+    /// assert_eq!(aborter.id(), task.id());
+    /// aborter.abort();
+    /// ```
     pub fn id(&self) -> Id {
         self.raw.id()
     }

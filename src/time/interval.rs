@@ -190,6 +190,19 @@ impl Interval {
 
     /// Polls for the next tick; see [`Interval::tick`]. On `Pending` the waker of `cx` is woken
     /// at the tick.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let mut interval = pitcrew::time::interval(Duration::from_millis(5));
+    ///     // The first tick is due at once.
+    ///     std::future::poll_fn(|cx| interval.poll_tick(cx)).await;
+    /// });
+    /// ```
     pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
         if std::pin::Pin::new(&mut self.sleep).poll(cx).is_pending() {
             return Poll::Pending;
@@ -228,23 +241,80 @@ impl Interval {
     }
 
     /// Restarts the schedule with a tick due now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let mut interval = pitcrew::time::interval(Duration::from_secs(3600));
+    ///     interval.tick().await; // the first tick, at once
+    ///     interval.reset_immediately();
+    ///     interval.tick().await; // due now, not in an hour
+    /// });
+    /// ```
     pub fn reset_immediately(&mut self) {
         let now = Instant::now();
         self.sleep.reset_at(now, now);
     }
 
     /// Restarts the schedule with the next tick `after` from now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let mut interval = pitcrew::time::interval(Duration::from_secs(3600));
+    ///     interval.tick().await;
+    ///     let before = Instant::now();
+    ///     interval.reset_after(Duration::from_millis(5));
+    ///     assert!(interval.tick().await >= before + Duration::from_millis(5));
+    /// });
+    /// ```
     pub fn reset_after(&mut self, after: Duration) {
         let now = Instant::now();
         self.sleep.reset_at(add(now, after), now);
     }
 
     /// Restarts the schedule with the next tick at `deadline`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let mut interval = pitcrew::time::interval(Duration::from_secs(3600));
+    ///     interval.tick().await;
+    ///     let at = Instant::now() + Duration::from_millis(5);
+    ///     interval.reset_at(at);
+    ///     assert_eq!(interval.tick().await, at);
+    /// });
+    /// ```
     pub fn reset_at(&mut self, deadline: Instant) {
         self.sleep.reset_at(deadline, Instant::now());
     }
 
     /// The policy for missed ticks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pitcrew::time::MissedTickBehavior;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let interval = pitcrew::time::interval(Duration::from_millis(5));
+    ///     assert_eq!(interval.missed_tick_behavior(), MissedTickBehavior::Burst);
+    /// });
+    /// ```
     pub fn missed_tick_behavior(&self) -> MissedTickBehavior {
         self.missed_tick_behavior
     }
@@ -269,6 +339,18 @@ impl Interval {
     }
 
     /// The period.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let interval = pitcrew::time::interval(Duration::from_millis(250));
+    ///     assert_eq!(interval.period(), Duration::from_millis(250));
+    /// });
+    /// ```
     pub fn period(&self) -> Duration {
         self.period
     }

@@ -118,22 +118,76 @@ pub struct Timeout<F> {
 
 impl<F> Timeout<F> {
     /// The inner future.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let limited = pitcrew::time::timeout(Duration::from_secs(5), std::future::ready(7));
+    ///     let _inner: &std::future::Ready<i32> = limited.get_ref();
+    ///     assert_eq!(limited.await, Ok(7));
+    /// });
+    /// ```
     pub fn get_ref(&self) -> &F {
         &self.value
     }
 
     /// The inner future, mutably.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let mut limited = pitcrew::time::timeout(Duration::from_secs(5), Box::pin(async { 7 }));
+    ///     // Poll the inner future directly, bypassing the timer.
+    ///     assert_eq!(limited.get_mut().await, 7);
+    /// });
+    /// ```
     pub fn get_mut(&mut self) -> &mut F {
         &mut self.value
     }
 
     /// Takes the inner future out, cancelling the timer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let limited = pitcrew::time::timeout(Duration::from_millis(1), async { 7 });
+    ///     // Changed our mind: no time limit after all.
+    ///     let unlimited = limited.into_inner();
+    ///     assert_eq!(unlimited.await, 7);
+    /// });
+    /// ```
     pub fn into_inner(self) -> F {
         self.value
     }
 
     /// The instant at which the timeout elapses (for one that never does, an instant far in the
     /// future).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rt = pitcrew::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let deadline = Instant::now() + Duration::from_secs(5);
+    ///     let limited = pitcrew::time::timeout_at(deadline, async { 7 });
+    ///     assert_eq!(limited.deadline(), deadline);
+    ///     assert_eq!(limited.await, Ok(7));
+    /// });
+    /// ```
     pub fn deadline(&self) -> Instant {
         match (&self.delay, self.deadline) {
             (Some(delay), _) => delay.deadline(),
