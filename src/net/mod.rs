@@ -71,12 +71,14 @@
 mod split;
 mod sys;
 mod tcp;
+mod tcp_listener;
 mod udp;
 #[cfg(unix)]
 mod unix;
 
 pub use split::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::TcpStream;
+pub use tcp_listener::TcpListener;
 pub use udp::UdpSocket;
 #[cfg(unix)]
 pub use unix::{UnixListener, UnixStream};
