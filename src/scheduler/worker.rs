@@ -178,7 +178,16 @@ impl WorkerCx {
     fn pop_injector(&self) -> Option<Notified> {
         loop {
             match self.shared.injector.steal_batch_and_pop(&self.local) {
-                Steal::Success(task) => return Some(task),
+                Steal::Success(task) => {
+                    // The rest of the batch now sits in our deque. A worker that was woken for
+                    // it may have looked while the batch was in flight (in neither queue) and
+                    // parked again, and we may be about to block in `task`: make sure someone
+                    // awake can steal it. (A no-op while another worker searches.)
+                    if !self.local.is_empty() {
+                        self.shared.notify_parked();
+                    }
+                    return Some(task);
+                }
                 Steal::Empty => return None,
                 Steal::Retry => continue,
             }
