@@ -321,6 +321,37 @@ impl Parker {
     pub fn park(&self) {
         self.0.park();
     }
+
+    /// Blocks in the reactor's poller until unparked, as the last worker to park does: takes
+    /// the driver, then waits in the (mock) poller.
+    pub fn park_in_poller(&self) {
+        let mut driver = self
+            .1
+            .try_lock_driver()
+            .expect("only this parker takes the driver");
+        self.0.park_in_driver(&self.1, &mut driver);
+    }
+
+    /// A busy worker's non-blocking look at the same reactor, with a buffer of its own.
+    pub fn busy_poller(&self) -> BusyPoller {
+        BusyPoller(self.1.clone(), crate::io::reactor::Driver::new())
+    }
+}
+
+/// Polls a [`Parker`]'s reactor without blocking, as a busy worker does between tasks.
+pub struct BusyPoller(DataArc<Reactor>, crate::io::reactor::Driver);
+
+impl std::fmt::Debug for BusyPoller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusyPoller").finish_non_exhaustive()
+    }
+}
+
+impl BusyPoller {
+    /// One non-blocking poll (`Reactor::poll_now`).
+    pub fn poll_now(&mut self) {
+        self.0.poll_now(&mut self.1);
+    }
 }
 
 impl Unparker {
@@ -661,16 +692,20 @@ pub mod mutants {
         /// An unpark of a worker waiting in the I/O poller marks it notified but does not
         /// interrupt the poller (`scheduler::park`).
         MissingPollerNotify,
+        /// A non-blocking poll of the reactor that takes the notification meant for the worker
+        /// blocking in the poller does not send it again (`io::reactor::Reactor::poll_now`).
+        SwallowedPollerNotify,
     }
 
     impl Mutant {
         /// Every mutant, with the name `PITCREW_LOOM_MUTANT` selects it by.
-        pub const ALL: [(Mutant, &'static str); 5] = [
+        pub const ALL: [(Mutant, &'static str); 6] = [
             (Mutant::LoadOnlyWake, "load_only_wake"),
             (Mutant::DecrementBeforeDrop, "decrement_before_drop"),
             (Mutant::DoubleIdleRegistration, "double_idle_registration"),
             (Mutant::MissingUnpark, "missing_unpark"),
             (Mutant::MissingPollerNotify, "missing_poller_notify"),
+            (Mutant::SwallowedPollerNotify, "swallowed_poller_notify"),
         ];
     }
 

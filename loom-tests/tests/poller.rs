@@ -162,3 +162,22 @@ fn shutdown_drops_a_task_waiting_on_io_once() {
         "no execution's shutdown found the worker waiting in the poller"
     );
 }
+
+/// The notification that wakes the worker blocked in the poller is an edge that any wait can
+/// take, and busy workers poll the same poller without blocking between tasks. One of them
+/// taking the notification on its way (after the sleeper announced it waits in the poller,
+/// before it is in the wait) must not leave the sleeper asleep: the poll sends it again.
+#[test]
+fn a_notification_taken_by_a_busy_poll_still_wakes_the_sleeper() {
+    model(|| {
+        let parker = pitcrew::loom_api::Parker::new();
+        let unparker = parker.unparker();
+        let mut busy = parker.busy_poller();
+        let waker = loom::thread::spawn(move || unparker.unpark());
+        let poller = loom::thread::spawn(move || busy.poll_now());
+        // Returns only once the unpark reached it (loom reports a deadlock otherwise).
+        parker.park_in_poller();
+        waker.join().unwrap();
+        poller.join().unwrap();
+    });
+}

@@ -152,10 +152,48 @@ impl Reactor {
     }
 
     /// The right to *block* in the poller, if nobody else holds it. Polls that do not block
-    /// need no lock: epoll hands each edge to one caller, so they may run beside the blocked
-    /// one with a buffer of their own.
+    /// ([`Reactor::poll_now`]) need no lock on Linux: epoll hands each edge to one caller, so
+    /// they may run beside the blocked one with a buffer of their own.
     pub(crate) fn try_lock_driver(&self) -> Option<MutexGuard<'_, Driver>> {
         self.driver.try_lock()
+    }
+
+    /// A busy worker's look at I/O: takes the events that are ready now, without blocking, into
+    /// the caller's own buffer, and wakes their tasks. Returns how many tasks were woken.
+    ///
+    /// The notification that `notify` sends is an edge like any other, and epoll hands it to
+    /// whichever wait comes first. When that is this non-blocking poll, the worker it was meant
+    /// for (the driver's holder, on its way into `epoll_wait` or in it) would sleep through its
+    /// unpark: so a notification taken here is sent again while someone holds the driver. Once
+    /// the holder has left its wait, it no longer needs it: a parked worker looks at the idle
+    /// list, not at the notification, to learn that it was woken (see `scheduler/worker.rs`).
+    pub(crate) fn poll_now(&self, driver: &mut Driver) -> usize {
+        #[cfg(all(not(target_os = "linux"), not(loom)))]
+        // `polling` clears the notification on every wait and does not say whether there was
+        // one: take the driver, so that no wait of ours can run beside a blocking one.
+        let Some(_driver) = self.driver.try_lock() else {
+            return 0;
+        };
+        let woken = self.turn(driver, Some(Duration::ZERO));
+        #[cfg(any(target_os = "linux", loom))]
+        if driver.events.took_notification() && self.holds_driver_elsewhere() {
+            #[cfg(all(loom, loom_mutants))]
+            if crate::loom_api::mutants::active(
+                crate::loom_api::mutants::Mutant::SwallowedPollerNotify,
+            ) {
+                // Mutant: the notification taken by a non-blocking poll is dropped.
+                return woken;
+            }
+            self.notify();
+        }
+        woken
+    }
+
+    /// Whether another thread holds the driver (it blocks in the poller, or is about to, or
+    /// has just left it).
+    #[cfg(any(target_os = "linux", loom))]
+    fn holds_driver_elsewhere(&self) -> bool {
+        self.driver.try_lock().is_none()
     }
 
     /// Waits for events (at most `timeout`; `None`: until one arrives or `notify`), and wakes

@@ -54,6 +54,14 @@ mod epoll {
             }
         }
 
+        /// Whether the last wait took a notification (see `Reactor::poll_now`).
+        pub(crate) fn took_notification(&self) -> bool {
+            self.list[..self.len].iter().any(|e| {
+                let key = e.u64;
+                key == NOTIFY_KEY
+            })
+        }
+
         /// The events of the last wait, without the notification event.
         pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, Readiness)> + '_ {
             self.list[..self.len].iter().filter_map(|e| {
@@ -290,15 +298,26 @@ mod model {
         notify_wakeups: usize,
     }
 
-    pub(crate) struct Events(Vec<(u64, Readiness)>);
+    pub(crate) struct Events {
+        list: Vec<(u64, Readiness)>,
+        took_notification: bool,
+    }
 
     impl Events {
         pub(crate) fn with_capacity(n: usize) -> Events {
-            Events(Vec::with_capacity(n.min(4)))
+            Events {
+                list: Vec::with_capacity(n.min(4)),
+                took_notification: false,
+            }
+        }
+
+        /// Whether the last wait took a notification (see `Reactor::poll_now`).
+        pub(crate) fn took_notification(&self) -> bool {
+            self.took_notification
         }
 
         pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, Readiness)> + '_ {
-            self.0.iter().copied()
+            self.list.iter().copied()
         }
     }
 
@@ -340,9 +359,9 @@ mod model {
                     state.notify_wakeups += 1;
                 }
             }
-            state.notified = false;
-            events.0.clear();
-            events.0.append(&mut state.pending);
+            events.took_notification = std::mem::take(&mut state.notified);
+            events.list.clear();
+            events.list.append(&mut state.pending);
             Ok(())
         }
 

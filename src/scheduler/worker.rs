@@ -278,10 +278,7 @@ impl WorkerCx {
             return 0;
         }
         match self.io_events.try_borrow_mut() {
-            Ok(mut events) => self
-                .shared
-                .io
-                .turn(&mut events, Some(std::time::Duration::ZERO)),
+            Ok(mut events) => self.shared.io.poll_now(&mut events),
             Err(_) => 0,
         }
     }
