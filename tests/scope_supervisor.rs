@@ -298,6 +298,59 @@ fn backoff_delays_grow_and_are_bounded() {
 }
 
 #[test]
+fn backoff_starts_again_from_the_minimum_after_a_healthy_run() {
+    within("backoff reset", TIMEOUT, || {
+        let rt = rt();
+        let starts: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let healthy_end: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let (s, e) = (starts.clone(), healthy_end.clone());
+        // 10 ms at first, doubling up to 1 s.
+        let (min, max) = (Duration::from_millis(10), Duration::from_secs(1));
+        rt.block_on(supervisor(
+            lenient().backoff(min, max),
+            move |sup| async move {
+                let (s2, e2) = (s.clone(), e.clone());
+                sup.add(ChildSpec::new("flaky", move || {
+                    let started = {
+                        let mut s = s2.lock().unwrap();
+                        s.push(Instant::now());
+                        s.len()
+                    };
+                    let e2 = e2.clone();
+                    async move {
+                        // The fifth instance is healthy for longer than the longest delay.
+                        if started == 5 {
+                            pitcrew::time::sleep(max + Duration::from_millis(50)).await;
+                            *e2.lock().unwrap() = Some(Instant::now());
+                        }
+                        Err::<(), _>("again")
+                    }
+                }));
+                while s.lock().unwrap().len() < 6 {
+                    pitcrew::time::sleep(Duration::from_millis(2)).await;
+                }
+                sup.shutdown().await;
+            },
+        ))
+        .unwrap();
+        let starts = starts.lock().unwrap();
+        let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        // 10, 20, 40, 80 ms between the first five starts.
+        for (gap, want) in gaps.iter().zip([10u64, 20, 40, 80]) {
+            assert!(*gap >= Duration::from_millis(want), "gaps {gaps:?}");
+        }
+        // After the healthy run, 10 ms again (it would be 160 ms without the reset).
+        let healthy_end = healthy_end.lock().unwrap().expect("the fifth instance ran");
+        let delay = starts[5] - healthy_end;
+        assert!(delay >= min, "{delay:?}");
+        assert!(
+            delay < Duration::from_millis(150),
+            "the delay after a healthy run did not start again from the minimum: {delay:?}"
+        );
+    });
+}
+
+#[test]
 fn shutdown_lets_a_cooperative_child_clean_up_and_drops_the_other() {
     within("shutdown grace", TIMEOUT, || {
         let rt = rt();

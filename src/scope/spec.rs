@@ -154,7 +154,9 @@ impl SupervisorOptions {
     }
 
     /// More than `max_restarts` restarts within `period` stops every child and fails the
-    /// supervisor with [`SupervisorError::IntensityExceeded`].
+    /// supervisor with [`SupervisorError::IntensityExceeded`]. The supervisor remembers the
+    /// times of at most `max_restarts + 1` restarts; `usize::MAX` means no limit, and then it
+    /// keeps none.
     ///
     /// # Examples
     ///
@@ -177,7 +179,8 @@ impl SupervisorOptions {
     }
 
     /// Delay before restarting a child: `min`, doubling with each consecutive restart of the
-    /// same child, at most `max`.
+    /// same child, at most `max`. A child that runs for at least `max` after a restart has
+    /// recovered: when it next ends, the delay starts again from `min`.
     ///
     /// # Examples
     ///

@@ -43,6 +43,9 @@ pub(super) struct Child {
     pub(super) restarts: usize,
     pub(super) consecutive: u32,
     pub(super) restart_at: Option<Instant>,
+    /// When the current instance was restarted (`None` for the first): an instance that then
+    /// runs for the longest back-off resets the back-off.
+    pub(super) restarted_at: Option<Instant>,
     pub(super) stop_deadline: Option<Instant>,
     /// Stopped as part of a restart round: restarted when the round completes.
     pub(super) in_round: bool,
@@ -157,13 +160,14 @@ impl Supervisor {
             restarts: 0,
             consecutive: 0,
             restart_at: None,
+            restarted_at: None,
             stop_deadline: None,
             in_round: false,
         });
         if s.shutting_down {
             s.children[index].state = ChildState::Stopped;
         } else {
-            let ticket = prepare_start(&mut s, index);
+            let ticket = prepare_start(&mut s, index, None);
             s.start_queue.push_back(ticket);
         }
         let ready = next_start(&mut s);
@@ -543,10 +547,12 @@ pub(super) struct Ticket {
     pub(super) scope: Option<DataArc<Scope>>,
 }
 
-/// Marks child `index` as starting and hands out its ticket.
-pub(super) fn prepare_start(s: &mut State, index: usize) -> Ticket {
+/// Marks child `index` as starting and hands out its ticket. `restarted_at`: when, for a
+/// restart (`None` for the first start).
+pub(super) fn prepare_start(s: &mut State, index: usize, restarted_at: Option<Instant>) -> Ticket {
     let child = &mut s.children[index];
     child.generation += 1;
+    child.restarted_at = restarted_at;
     child.restart_at = None;
     child.stop_deadline = None;
     child.in_round = false;

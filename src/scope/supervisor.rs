@@ -173,27 +173,36 @@ impl<Fut: Future> SupervisorFuture<Fut> {
             child.state = ChildState::Stopped;
             return;
         }
-        // Intensity: more than `max_restarts` within `period` and the supervisor gives up.
+        // Intensity: more than `max_restarts` within `period` and the supervisor gives up. The
+        // history holds at most `max_restarts + 1` times; with no limit, none.
         let opts = &self.shared.opts;
-        while s
-            .restart_times
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) > opts.period)
-        {
-            s.restart_times.pop_front();
+        if opts.max_restarts != usize::MAX {
+            while s
+                .restart_times
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) > opts.period)
+            {
+                s.restart_times.pop_front();
+            }
+            s.restart_times.push_back(now);
+            if s.restart_times.len() > opts.max_restarts {
+                let restarts = s.restart_times.len();
+                s.restart_times.clear();
+                self.error = Some(SupervisorError::IntensityExceeded {
+                    child: s.children[ev.index].spec.name.clone(),
+                    restarts,
+                });
+                begin_shutdown(s);
+                return;
+            }
         }
-        s.restart_times.push_back(now);
-        if s.restart_times.len() > opts.max_restarts {
-            let restarts = s.restart_times.len();
-            s.restart_times.clear();
-            self.error = Some(SupervisorError::IntensityExceeded {
-                child: s.children[ev.index].spec.name.clone(),
-                restarts,
-            });
-            begin_shutdown(s);
-            return;
-        }
-        let consecutive = s.children[ev.index].consecutive;
+        let child = &s.children[ev.index];
+        // A child that ran for the longest back-off since its last restart was healthy for a
+        // while: its next restart waits the shortest delay again.
+        let consecutive = match child.restarted_at {
+            Some(at) if now.saturating_duration_since(at) >= opts.backoff_max => 0,
+            _ => child.consecutive,
+        };
         let delay = self.backoff(consecutive);
         let child = &mut s.children[ev.index];
         child.consecutive = consecutive.saturating_add(1);
@@ -288,7 +297,7 @@ impl<Fut: Future> SupervisorFuture<Fut> {
             s.round = false;
             for j in 0..s.children.len() {
                 if s.children[j].in_round {
-                    let t = prepare_start(s, j);
+                    let t = prepare_start(s, j, Some(now));
                     s.start_queue.push_back(t);
                 }
             }
@@ -298,7 +307,7 @@ impl<Fut: Future> SupervisorFuture<Fut> {
         for j in 0..s.children.len() {
             match s.children[j].restart_at {
                 Some(at) if at <= now => {
-                    let t = prepare_start(s, j);
+                    let t = prepare_start(s, j, Some(now));
                     s.start_queue.push_back(t);
                 }
                 Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
