@@ -695,17 +695,25 @@ pub mod mutants {
         /// A non-blocking poll of the reactor that takes the notification meant for the worker
         /// blocking in the poller does not send it again (`io::reactor::Reactor::poll_now`).
         SwallowedPollerNotify,
+        /// Only the last searcher to park looks at the queues once more; a worker that parks
+        /// without having searched does not (`scheduler::worker`, rule 4 of
+        /// `scheduler::idle`).
+        RecheckOnlyLastSearcher,
     }
 
     impl Mutant {
         /// Every mutant, with the name `PITCREW_LOOM_MUTANT` selects it by.
-        pub const ALL: [(Mutant, &'static str); 6] = [
+        pub const ALL: [(Mutant, &'static str); 7] = [
             (Mutant::LoadOnlyWake, "load_only_wake"),
             (Mutant::DecrementBeforeDrop, "decrement_before_drop"),
             (Mutant::DoubleIdleRegistration, "double_idle_registration"),
             (Mutant::MissingUnpark, "missing_unpark"),
             (Mutant::MissingPollerNotify, "missing_poller_notify"),
             (Mutant::SwallowedPollerNotify, "swallowed_poller_notify"),
+            (
+                Mutant::RecheckOnlyLastSearcher,
+                "recheck_only_last_searcher",
+            ),
         ];
     }
 

@@ -35,6 +35,37 @@ fn injected_task_is_not_lost_while_worker_parks() {
     });
 }
 
+/// Two tasks injected back to back on two workers; the first blocks its worker until the
+/// second has run, so the second must be taken by the other worker, even when that worker was
+/// on its way to park without searching (the searcher limit turned it away) while the searcher
+/// found the first task and stopped searching: rule 4 of `scheduler::idle`.
+#[test]
+fn work_behind_a_blocked_worker_is_taken_by_the_other() {
+    model_bounded(2, || {
+        let rt = runtime(2);
+        let gate = Arc::new((loom::sync::Mutex::new(false), loom::sync::Condvar::new()));
+        let g = gate.clone();
+        let blocker = rt.spawn(async move {
+            let (lock, cvar) = &*g;
+            let mut second_ran = lock.lock().unwrap();
+            while !*second_ran {
+                second_ran = cvar.wait(second_ran).unwrap();
+            }
+        });
+        let g = gate.clone();
+        let second = rt.spawn(async move {
+            let (lock, cvar) = &*g;
+            *lock.lock().unwrap() = true;
+            cvar.notify_all();
+        });
+        rt.block_on(async {
+            blocker.await.unwrap();
+            second.await.unwrap();
+        });
+        drop(rt);
+    });
+}
+
 /// Two tasks injected from outside with two workers (which steal from each other): each runs
 /// exactly once and nothing is lost.
 #[test]

@@ -11,11 +11,16 @@
 //! 3. A searcher that finds work and was the last searcher wakes another worker
 //!    (`transition_worker_from_searching` returns true), so parallelism ramps up one worker
 //!    at a time while there is work.
-//! 4. The last searcher to park checks every queue once more after it is counted out
-//!    (`transition_worker_to_parked` returns true). With rule 2 this closes the race where work
-//!    arrives between a worker's last look and its park: either the pusher sees zero searchers
-//!    and wakes a parked worker, or the parking worker sees the pushed work. Both sides use
-//!    SeqCst read-modify-writes on the same word, so one of them sees the other.
+//! 4. Every worker that parks checks every queue once more after it is counted out (and wakes
+//!    a worker, perhaps itself, if it finds work). With rule 2 this closes the race where work
+//!    arrives between a worker's last look and its park: either the pusher sees the parking
+//!    worker counted out and wakes a parked worker, or the parking worker sees the pushed work.
+//!    Both sides use SeqCst read-modify-writes on the same word, so one of them sees the other.
+//!    Checking only when the *last searcher* parks is not enough: a worker that was not
+//!    searching (rule 1 turned it away) can be on its way to park while the searcher, having
+//!    found work, stops searching and notifies; the notifier then sees that worker still awake
+//!    and wakes nobody, and work queued behind a task that blocks its worker waits until that
+//!    task ends.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering};
 
@@ -26,8 +31,11 @@ const SEARCH_MASK: usize = UNPARK_ONE - 1;
 /// What a worker learned when it recorded itself as parked.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Parked {
-    pub(crate) last_searcher: bool,
+    /// No other worker is awake: this one should wait in the I/O poller.
     pub(crate) last_awake: bool,
+    /// It was the last searcher (for the mutant that re-checks only then).
+    #[cfg(all(loom, loom_mutants))]
+    pub(crate) last_searcher_for_mutant: bool,
 }
 
 pub(crate) struct Idle {
@@ -97,9 +105,9 @@ impl Idle {
         Self::num_searching(prev) == 1
     }
 
-    /// Records `worker` as parked. Rule 4: `last_searcher` is true when it was the last
-    /// searcher and must look at the queues once more. `last_awake` is true when no other
-    /// worker is awake: that worker should wait in the I/O poller (see `io/mod.rs`).
+    /// Records `worker` as parked (the caller then looks at the queues once more: rule 4).
+    /// `last_awake` is true when no other worker is awake: that worker should wait in the I/O
+    /// poller (see `io/mod.rs`).
     pub(crate) fn transition_worker_to_parked(&self, worker: usize, is_searching: bool) -> Parked {
         let mut sleepers = self.sleepers.lock();
         let dec = UNPARK_ONE + usize::from(is_searching);
@@ -115,8 +123,9 @@ impl Idle {
             sleepers.push(worker);
         }
         Parked {
-            last_searcher: is_searching && Self::num_searching(prev) == 1,
             last_awake: Self::num_unparked(prev) == 1,
+            #[cfg(all(loom, loom_mutants))]
+            last_searcher_for_mutant: is_searching && Self::num_searching(prev) == 1,
         }
     }
 

@@ -309,10 +309,18 @@ impl WorkerCx {
         let parked = shared
             .idle
             .transition_worker_to_parked(self.index, was_searching);
-        if parked.last_searcher && shared.has_stealable_work() {
-            // We were the last searcher; work arrived after we looked. Wake someone (possibly
-            // ourselves) for it.
-            shared.notify_parked();
+        if shared.has_stealable_work() {
+            // Work arrived after we looked (rule 4 in `idle.rs`): wake someone, possibly
+            // ourselves, for it.
+            #[cfg(all(loom, loom_mutants))]
+            let skip = crate::loom_api::mutants::active(
+                crate::loom_api::mutants::Mutant::RecheckOnlyLastSearcher,
+            ) && !parked.last_searcher_for_mutant;
+            #[cfg(not(all(loom, loom_mutants)))]
+            let skip = false;
+            if !skip {
+                shared.notify_parked();
+            }
         }
         self.stats.parks.add_local(1);
         // Refresh the coarse clock when the park ends, however it ends.
