@@ -36,7 +36,39 @@ where
             value
         }
         Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => panic!("timed out after {d:?} waiting for: {what}"),
+        Err(_) => {
+            dump_threads(what);
+            panic!("timed out after {d:?} waiting for: {what}")
+        }
+    }
+}
+
+/// A wait that should have ended did not: print every thread's stack (where each worker is,
+/// what it runs, whether it is parked) to stderr before the test fails, so that a rare hang seen
+/// once in CI can be diagnosed from its log. Best effort: needs `gdb` and `timeout` on the PATH
+/// and permission to attach; prints nothing otherwise.
+pub(crate) fn dump_threads(what: &str) {
+    let pid = std::process::id().to_string();
+    let out = std::process::Command::new("timeout")
+        .args([
+            "60",
+            "gdb",
+            "-batch",
+            "-nx",
+            "-ex",
+            "thread apply all bt",
+            "-p",
+            &pid,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output();
+    if let Ok(out) = out {
+        if out.status.success() {
+            eprintln!(
+                "--- every thread's stack, waiting for: {what}\n{}--- end of stacks",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
     }
 }
 
@@ -46,6 +78,7 @@ pub(crate) fn wait_until(what: &str, d: Duration, mut cond: impl FnMut() -> bool
     let deadline = Instant::now() + d;
     while !cond() {
         if Instant::now() >= deadline {
+            dump_threads(what);
             panic!("timed out after {d:?} waiting for: {what}");
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -57,7 +90,10 @@ pub(crate) fn wait_until(what: &str, d: Duration, mut cond: impl FnMut() -> bool
 pub(crate) fn recv<T>(what: &str, rx: &mpsc::Receiver<T>, d: Duration) -> T {
     match rx.recv_timeout(d) {
         Ok(v) => v,
-        Err(e) => panic!("no message within {d:?} for: {what} ({e})"),
+        Err(e) => {
+            dump_threads(what);
+            panic!("no message within {d:?} for: {what} ({e})")
+        }
     }
 }
 
