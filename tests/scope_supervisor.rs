@@ -265,6 +265,18 @@ fn intensity_exceeded_stops_everything_and_names_the_child() {
     });
 }
 
+/// Waits until `starts` holds `n` start times (a child's factory records one per start).
+async fn until_started(starts: &Mutex<Vec<Instant>>, n: usize) {
+    while starts.lock().unwrap().len() < n {
+        pitcrew::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The delays between consecutive start times.
+fn gaps(starts: &[Instant]) -> Vec<Duration> {
+    starts.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
 #[test]
 fn backoff_delays_grow_and_are_bounded() {
     within("backoff", TIMEOUT, || {
@@ -279,15 +291,13 @@ fn backoff_delays_grow_and_are_bounded() {
                     t2.lock().unwrap().push(Instant::now());
                     async { Err::<(), _>("again") }
                 }));
-                while t.lock().unwrap().len() < 6 {
-                    pitcrew::time::sleep(Duration::from_millis(2)).await;
-                }
+                until_started(&t, 6).await;
                 sup.shutdown().await;
             },
         ))
         .unwrap();
         let times = times.lock().unwrap();
-        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        let gaps = gaps(&times);
         // 4, 8, 16, 16, 16 ms (never shorter; bounded by the maximum, with slack above).
         let expected = [4u64, 8, 16, 16, 16];
         for (gap, want) in gaps.iter().zip(expected) {
@@ -326,15 +336,13 @@ fn backoff_starts_again_from_the_minimum_after_a_healthy_run() {
                         Err::<(), _>("again")
                     }
                 }));
-                while s.lock().unwrap().len() < 6 {
-                    pitcrew::time::sleep(Duration::from_millis(2)).await;
-                }
+                until_started(&s, 6).await;
                 sup.shutdown().await;
             },
         ))
         .unwrap();
         let starts = starts.lock().unwrap();
-        let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        let gaps = gaps(&starts);
         // 10, 20, 40, 80 ms between the first five starts.
         for (gap, want) in gaps.iter().zip([10u64, 20, 40, 80]) {
             assert!(*gap >= Duration::from_millis(want), "gaps {gaps:?}");
