@@ -6,37 +6,15 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use pitcrew::scope::{supervisor, SupervisorOptions};
 
+use common::counting_alloc::live_bytes;
 use common::within;
 
-/// The system allocator, keeping the number of live bytes.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator with the caller's layout; the
-// counter is only statistics.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we pass on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::counting_alloc::Counting = common::counting_alloc::Counting;
 
 const FAILURES: usize = 1_000_000;
 const BATCH: usize = 1_000;
@@ -60,10 +38,10 @@ fn a_million_failing_temporary_children_leave_memory_flat() {
                     }
                     // The first batches fill the history and the runtime's caches.
                     if batch == 50 {
-                        before = LIVE.load(Ordering::SeqCst);
+                        before = live_bytes();
                     }
                 }
-                let after = LIVE.load(Ordering::SeqCst);
+                let after = live_bytes();
                 (before, after, sup.recent_failures())
             }))
             .expect("the supervisor failed");

@@ -15,15 +15,15 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::net::Shutdown;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicIsize, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Once};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use common::counting_alloc::live_bytes;
 use common::{panic_message, wait_until, within, WakerSlot};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use pitcrew::net::{TcpListener, TcpStream};
@@ -34,50 +34,8 @@ use pitcrew::{Handle, Runtime};
 // ---------------------------------------------------------------------------------------------
 // Measuring: a counting allocator, RSS, fds.
 
-/// Wraps the system allocator, keeping the number of live heap bytes.
-struct Counting;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract holds as it does for `System`; the counter is only bookkeeping.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is; the caller upholds `alloc`'s contract.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, SeqCst);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is; the caller upholds `alloc_zeroed`'s contract.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, SeqCst);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is; `ptr` came from this allocator with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size() as isize, SeqCst);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded as is; the caller upholds `realloc`'s contract.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, SeqCst);
-        }
-        p
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::counting_alloc::Counting = common::counting_alloc::Counting;
 
 /// How far the live heap may end above where it started.
 const HEAP_SLACK: isize = 64 << 10;
@@ -85,10 +43,6 @@ const HEAP_SLACK: isize = 64 << 10;
 /// How far RSS may grow from the first cycle to the last: far below what a leak of even a few
 /// bytes per task would add at full size, far above allocator noise.
 const RSS_SLACK_KIB: u64 = 32 << 10;
-
-fn live_heap() -> isize {
-    LIVE_BYTES.load(SeqCst)
-}
 
 /// Resident set size in KiB, from `/proc/self/statm`.
 fn rss_kib() -> u64 {
@@ -116,7 +70,7 @@ fn fd_count() -> usize {
 fn heap_settles(what: &str, before: isize) -> isize {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let now = live_heap();
+        let now = live_bytes();
         if now - before <= HEAP_SLACK {
             return now;
         }
@@ -357,14 +311,14 @@ fn spawn_soak_accounts_for_every_task_and_gives_back_its_memory() {
     const CYCLES: usize = 3;
     let per_cycle = size("SPAWN", 60_000, 10_000_000) / CYCLES as u64;
     let started = Instant::now();
-    let (fds_before, heap_before) = (fd_count(), live_heap());
+    let (fds_before, heap_before) = (fd_count(), live_bytes());
 
     let rt = runtime(2);
     let tally = Arc::new(Tally::default());
     // One small cycle first, so queues and per-worker buffers reach their working size.
     spawn_from_thread(rt.handle().clone(), tally.clone(), 600);
     no_task_alive("spawn warm-up", &rt);
-    let heap_running = live_heap();
+    let heap_running = live_bytes();
 
     let mut rss = Vec::new();
     let mut heap_cycles = Vec::new();
@@ -479,7 +433,7 @@ fn wake_storm_never_polls_a_task_twice_at_once_and_every_task_completes() {
     let tasks = size("WAKE_TASKS", 500, 10_000) as usize;
     let wakes = size("WAKES", 200, 1_000) / 2 * 2;
     let started = Instant::now();
-    let (fds_before, heap_before, rss_before) = (fd_count(), live_heap(), rss_kib());
+    let (fds_before, heap_before, rss_before) = (fd_count(), live_bytes(), rss_kib());
     let rt = runtime(2);
     let overlaps = Arc::new(AtomicU64::new(0));
     let storms: Arc<Vec<Arc<Storm>>> = Arc::new(
@@ -590,7 +544,7 @@ fn timer_churn_fires_or_cancels_every_timer_and_none_early() {
     const BATCH: u64 = 10_000;
     let created = size("TIMERS", 6_000, 1_000_000);
     let started = Instant::now();
-    let (fds_before, heap_before, rss_before) = (fd_count(), live_heap(), rss_kib());
+    let (fds_before, heap_before, rss_before) = (fd_count(), live_bytes(), rss_kib());
     let rt = runtime(2);
     let t = Arc::new(Timers::default());
     let mut rng = Rng(seed());
@@ -682,7 +636,7 @@ fn io_echo_soak_returns_every_byte_and_every_fd_and_registration() {
     let connections = size("CONNECTIONS", 32, 1_000);
     let messages = size("MESSAGES", 200, 1_000);
     let started = Instant::now();
-    let (fds_before, heap_before, rss_before) = (fd_count(), live_heap(), rss_kib());
+    let (fds_before, heap_before, rss_before) = (fd_count(), live_bytes(), rss_kib());
     let rt = runtime(2);
     let fds_running = fd_count();
     let regs_before = rt.metrics().io_registrations;
@@ -882,7 +836,7 @@ fn scope_tree_drops_every_child_before_its_parent_resumes() {
     let per_tree = (fanout.pow(max_depth) - 1) / (fanout - 1);
     let seed = seed();
     let started = Instant::now();
-    let (fds_before, heap_before, rss_before) = (fd_count(), live_heap(), rss_kib());
+    let (fds_before, heap_before, rss_before) = (fd_count(), live_bytes(), rss_kib());
     let rt = runtime(2);
     let tree = Arc::new(Tree::default());
     let mut rng = Rng(seed);
@@ -1002,7 +956,7 @@ fn runtime_churn_stops_every_thread_and_gives_back_fds_and_heap() {
     const CYCLES: u64 = 3;
     let runtimes = size("RUNTIMES", 90, 10_000).div_ceil(CYCLES) * CYCLES;
     let started = Instant::now();
-    let (fds_before, heap_before) = (fd_count(), live_heap());
+    let (fds_before, heap_before) = (fd_count(), live_bytes());
     let c = Arc::new(Churn::default());
     let mut rss = Vec::new();
     let mut heap_cycles = Vec::new();

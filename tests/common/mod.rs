@@ -2,6 +2,8 @@
 //! counters and panic-payload formatting.
 #![allow(dead_code)]
 
+pub(crate) mod counting_alloc;
+
 use std::any::Any;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
